@@ -1,0 +1,323 @@
+// Package brokertest runs Debian's Mosquitto with mutual TLS on a free
+// loopback port, with a throwaway PKI, for the integration tests and for
+// `make demo`. Nothing here mocks the broker: it is the real one.
+//
+//	f, err := brokertest.NewFleet(dir)      // CA, broker, monitor and ops certificates
+//	b, err := f.Start(ctx, brokertest.Options{})
+//	defer b.Stop()
+//	dev, _ := f.Device("dev1")              // cert/key for an agent, CN dev1
+package brokertest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// DefaultACL is the fleet ACL of the wire contract: a device writes only under
+// edge/<cn>/ and reads only its command topic; "monitor" reads everything and
+// "ops" may command any device and read the replies.
+const DefaultACL = `pattern write edge/%u/#
+pattern read edge/%u/cmd
+
+user monitor
+topic read #
+
+user ops
+topic readwrite edge/#
+`
+
+// Options tune one broker.
+type Options struct {
+	ACL string // ACL file contents; "" is DefaultACL
+	// NoNagle false keeps Mosquitto's default set_tcp_nodelay false (to
+	// measure the 40 ms delayed-ACK stall); the zero Options set it true.
+	KeepNagle bool
+	CertFile  string // broker certificate; "" is the fleet's broker.crt
+	KeyFile   string
+	Extra     string // more mosquitto.conf lines
+}
+
+// Broker is a running Mosquitto.
+type Broker struct {
+	Addr string // 127.0.0.1:port
+	Port int
+	Dir  string
+
+	cmd     *exec.Cmd
+	logPath string
+	done    chan struct{}
+	waitErr error
+	once    sync.Once
+}
+
+// MosquittoPath is where Debian installs the broker.
+var MosquittoPath = "/usr/sbin/mosquitto"
+
+// Available reports why Mosquitto cannot run here, or nil.
+func Available() error {
+	if _, err := os.Stat(MosquittoPath); err != nil {
+		return fmt.Errorf("mosquitto not installed (%v): run `make deps` or apt-get install mosquitto mosquitto-clients", err)
+	}
+	for _, c := range []string{"mosquitto_sub", "mosquitto_pub"} {
+		if _, err := exec.LookPath(c); err != nil {
+			return fmt.Errorf("%s not installed: apt-get install mosquitto-clients", c)
+		}
+	}
+	return nil
+}
+
+// start runs mosquitto with the given listener files in dir, retrying on a
+// port lost to a race between picking it and Mosquitto binding it.
+func start(ctx context.Context, dir, ca, cert, key string, o Options) (*Broker, error) {
+	if err := Available(); err != nil {
+		return nil, err
+	}
+	acl := o.ACL
+	if acl == "" {
+		acl = DefaultACL
+	}
+	aclPath := filepath.Join(dir, "acl")
+	if err := os.WriteFile(aclPath, []byte(acl), 0o644); err != nil {
+		return nil, err
+	}
+	var lastErr error
+	for attempt := 0; attempt < 5; attempt++ {
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		var conf strings.Builder
+		if os.Geteuid() == 0 {
+			// Mosquitto started as root drops to the mosquitto user, which
+			// cannot read a 0700 temp dir; stay root in tests.
+			conf.WriteString("user root\n")
+		}
+		fmt.Fprintf(&conf, "per_listener_settings false\npersistence false\nallow_anonymous false\n")
+		fmt.Fprintf(&conf, "log_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\nlog_type information\nconnection_messages true\n")
+		fmt.Fprintf(&conf, "set_tcp_nodelay %t\n", !o.KeepNagle)
+		fmt.Fprintf(&conf, "acl_file %s\n", aclPath)
+		fmt.Fprintf(&conf, "listener %d 127.0.0.1\ncafile %s\ncertfile %s\nkeyfile %s\n", port, ca, cert, key)
+		fmt.Fprintf(&conf, "require_certificate true\nuse_identity_as_username true\ntls_version tlsv1.2\n")
+		conf.WriteString(o.Extra)
+		confPath := filepath.Join(dir, "mosquitto.conf")
+		if err := os.WriteFile(confPath, []byte(conf.String()), 0o644); err != nil {
+			return nil, err
+		}
+		b := &Broker{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Port: port, Dir: dir,
+			logPath: filepath.Join(dir, "mosquitto.log"), done: make(chan struct{})}
+		logf, err := os.Create(b.logPath)
+		if err != nil {
+			return nil, err
+		}
+		b.cmd = exec.Command(MosquittoPath, "-c", confPath)
+		b.cmd.Stdout, b.cmd.Stderr = logf, logf
+		if err := b.cmd.Start(); err != nil {
+			logf.Close()
+			return nil, fmt.Errorf("start mosquitto: %w", err)
+		}
+		go func() { b.waitErr = b.cmd.Wait(); logf.Close(); close(b.done) }()
+		if err := b.waitReady(ctx, 10*time.Second); err != nil {
+			b.Stop()
+			lastErr = err
+			if strings.Contains(b.Log(), "Address already in use") {
+				continue
+			}
+			return nil, err
+		}
+		return b, nil
+	}
+	return nil, lastErr
+}
+
+func (b *Broker) waitReady(ctx context.Context, limit time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		c, err := net.DialTimeout("tcp", b.Addr, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		select {
+		case <-b.done:
+			return fmt.Errorf("mosquitto exited at start (%v); log:\n%s", b.waitErr, b.Log())
+		case <-ctx.Done():
+			return fmt.Errorf("mosquitto not listening on %s after %v; log:\n%s", b.Addr, limit, b.Log())
+		case <-tick.C:
+		}
+	}
+}
+
+// Log returns what Mosquitto has logged so far.
+func (b *Broker) Log() string {
+	data, _ := os.ReadFile(b.logPath)
+	return string(data)
+}
+
+// Stop ends the broker and waits for it (at most 5 s).
+func (b *Broker) Stop() {
+	b.once.Do(func() {
+		_ = b.cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-b.done:
+		case <-time.After(5 * time.Second):
+			_ = b.cmd.Process.Kill()
+			<-b.done
+		}
+	})
+}
+
+// Done is closed when the broker process has exited.
+func (b *Broker) Done() <-chan struct{} { return b.done }
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Client runs mosquitto_sub/mosquitto_pub as an independent client of the
+// broker with the given certificate (CN = MQTT user).
+type Client struct {
+	Broker        *Broker
+	CA, Cert, Key string
+	lines         chan string
+}
+
+func (c *Client) tlsArgs() []string {
+	return []string{"-h", "127.0.0.1", "-p", strconv.Itoa(c.Broker.Port), "--cafile", c.CA, "--cert", c.Cert, "--key", c.Key, "-V", "mqttv5"}
+}
+
+// Pub publishes one message with mosquitto_pub. props are extra -D arguments,
+// e.g. "publish response-topic edge/dev1/reply/x".
+func (c *Client) Pub(ctx context.Context, topic string, payload []byte, qos int, retain bool, props ...[]string) error {
+	args := append(c.tlsArgs(), "-t", topic, "-q", strconv.Itoa(qos), "-s")
+	if retain {
+		args = append(args, "-r")
+	}
+	for _, p := range props {
+		args = append(args, "-D")
+		args = append(args, p...)
+	}
+	cmd := exec.CommandContext(ctx, "mosquitto_pub", args...)
+	cmd.Stdin = bytes.NewReader(payload)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("mosquitto_pub %s: %w: %s", topic, err, out)
+	}
+	return nil
+}
+
+// Sub is a running mosquitto_sub printing "topic payload" lines.
+type Sub struct {
+	Lines  <-chan string // closed when mosquitto_sub exits
+	cmd    *exec.Cmd
+	stderr bytes.Buffer
+	done   chan struct{}
+}
+
+// Subscribe starts mosquitto_sub -v on the topics and returns once it has
+// subscribed (it prints nothing until then, so the caller gets no race).
+func (c *Client) Subscribe(ctx context.Context, topics ...string) (*Sub, error) {
+	args := append(c.tlsArgs(), "-v", "-q", "1", "-d")
+	for _, t := range topics {
+		args = append(args, "-t", t)
+	}
+	s := &Sub{done: make(chan struct{})}
+	// stdbuf: mosquitto_sub's debug lines (the SUBACK we wait for) are
+	// block-buffered on a pipe otherwise.
+	s.cmd = exec.CommandContext(ctx, "stdbuf", append([]string{"-oL", "mosquitto_sub"}, args...)...)
+	s.cmd.Stderr = &s.stderr
+	out, err := s.cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := s.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start mosquitto_sub: %w", err)
+	}
+	lines := make(chan string, 4096)
+	s.Lines = lines
+	subscribed := make(chan struct{})
+	go func() {
+		defer close(lines)
+		defer close(s.done)
+		var once sync.Once
+		sc := bufio.NewScanner(out)
+		sc.Buffer(make([]byte, 0, 1<<16), 1<<20)
+		for {
+			if !sc.Scan() {
+				once.Do(func() { close(subscribed) })
+				_ = s.cmd.Wait()
+				return
+			}
+			line := sc.Text()
+			// -d prints protocol debug lines; they start with "Client ".
+			if strings.HasPrefix(line, "Client ") {
+				if strings.Contains(line, "received SUBACK") {
+					once.Do(func() { close(subscribed) })
+				}
+				continue
+			}
+			if strings.HasPrefix(line, "Subscribed (mid") {
+				continue
+			}
+			lines <- line
+		}
+	}()
+	select {
+	case <-subscribed:
+	case <-time.After(10 * time.Second):
+		s.Stop()
+		return nil, errors.New("mosquitto_sub did not subscribe within 10s")
+	}
+	select {
+	case <-s.done:
+		return nil, fmt.Errorf("mosquitto_sub exited: %s", s.stderr.String())
+	default:
+	}
+	return s, nil
+}
+
+// Stop ends the subscriber.
+func (s *Sub) Stop() {
+	if s.cmd.Process != nil {
+		_ = s.cmd.Process.Kill()
+	}
+	<-s.done
+}
+
+// Next returns the next line whose topic matches, or an error after timeout.
+func (s *Sub) Next(topic string, timeout time.Duration) (payload string, err error) {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		select {
+		case line, ok := <-s.Lines:
+			if !ok {
+				return "", fmt.Errorf("mosquitto_sub ended before a message on %s: %s", topic, s.stderr.String())
+			}
+			t, p, _ := strings.Cut(line, " ")
+			if t == topic {
+				return p, nil
+			}
+		case <-deadline.C:
+			return "", fmt.Errorf("no message on %s within %v", topic, timeout)
+		}
+	}
+}

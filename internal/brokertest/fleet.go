@@ -1,0 +1,96 @@
+package brokertest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+
+	"github.com/edgeagent/agent/pki"
+)
+
+// BrokerHost is the name the fleet's broker certificate is issued for.
+const BrokerHost = "broker.test"
+
+// Fleet is a throwaway PKI in one directory: ca.crt, broker.{crt,key} (SANs
+// broker.test and 127.0.0.1, so mosquitto_sub -h 127.0.0.1 verifies it too),
+// monitor.{crt,key} and ops.{crt,key}.
+type Fleet struct {
+	Dir    string
+	CA     *pki.CA
+	CAFile string
+
+	BrokerCert, BrokerKey string
+	Monitor, Ops          Creds
+}
+
+// Creds are a client's certificate and key files.
+type Creds struct{ Cert, Key string }
+
+// NewFleet makes the PKI in dir (which must exist).
+func NewFleet(dir string) (*Fleet, error) {
+	ca, err := pki.NewCA("Test Fleet CA", 0)
+	if err != nil {
+		return nil, err
+	}
+	f := &Fleet{Dir: dir, CA: ca}
+	f.CAFile = dir + "/ca.crt"
+	if err := os.WriteFile(f.CAFile, ca.CertPEM, 0o644); err != nil {
+		return nil, err
+	}
+	b, err := ca.Issue(pki.Template{CN: BrokerHost, DNSNames: []string{BrokerHost}, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, Server: true})
+	if err != nil {
+		return nil, err
+	}
+	if f.BrokerCert, f.BrokerKey, err = b.WriteFiles(dir, "broker"); err != nil {
+		return nil, err
+	}
+	if f.Monitor, err = f.Device("monitor"); err != nil {
+		return nil, err
+	}
+	if f.Ops, err = f.Device("ops"); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// Device issues a client certificate with CN id and writes id.crt/id.key.
+func (f *Fleet) Device(id string) (Creds, error) {
+	return f.Issue(id, pki.Template{CN: id, Client: true})
+}
+
+// Issue issues any certificate from the fleet CA and writes name.crt/name.key.
+func (f *Fleet) Issue(name string, t pki.Template) (Creds, error) {
+	p, err := f.CA.Issue(t)
+	if err != nil {
+		return Creds{}, err
+	}
+	c, k, err := p.WriteFiles(f.Dir, name)
+	if err != nil {
+		return Creds{}, err
+	}
+	return Creds{Cert: c, Key: k}, nil
+}
+
+// Start runs a broker with the fleet's CA and (unless o overrides it) broker
+// certificate.
+func (f *Fleet) Start(ctx context.Context, o Options) (*Broker, error) {
+	cert, key := f.BrokerCert, f.BrokerKey
+	if o.CertFile != "" {
+		cert, key = o.CertFile, o.KeyFile
+	}
+	bdir, err := os.MkdirTemp(f.Dir, "broker-")
+	if err != nil {
+		return nil, err
+	}
+	b, err := start(ctx, bdir, f.CAFile, cert, key, o)
+	if err != nil {
+		return nil, fmt.Errorf("brokertest: %w", err)
+	}
+	return b, nil
+}
+
+// Client returns an independent mosquitto_sub/pub client with creds.
+func (f *Fleet) Client(b *Broker, c Creds) *Client {
+	return &Client{Broker: b, CA: f.CAFile, Cert: c.Cert, Key: c.Key}
+}
