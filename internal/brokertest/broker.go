@@ -235,7 +235,8 @@ type Sub struct {
 // Subscribe starts mosquitto_sub -v on the topics and returns once it has
 // subscribed (it prints nothing until then, so the caller gets no race).
 func (c *Client) Subscribe(ctx context.Context, topics ...string) (*Sub, error) {
-	args := append(c.tlsArgs(), "-v", "-q", "1", "-d")
+	// One line a message: topic, retain flag, correlation data, payload.
+	args := append(c.tlsArgs(), "-F", `%t\t%r\t%D\t%p`, "-q", "1", "-d")
 	for _, t := range topics {
 		args = append(args, "-t", t)
 	}
@@ -302,22 +303,46 @@ func (s *Sub) Stop() {
 	<-s.done
 }
 
-// Next returns the next line whose topic matches, or an error after timeout.
+// Msg is one message as mosquitto_sub printed it.
+type Msg struct {
+	Topic       string
+	Retained    bool
+	Correlation string // MQTT v5 Correlation Data
+	Payload     string
+}
+
+// ParseMsg splits one line of Lines.
+func ParseMsg(line string) Msg {
+	f := strings.SplitN(line, "\t", 4)
+	for len(f) < 4 {
+		f = append(f, "")
+	}
+	return Msg{Topic: f[0], Retained: f[1] == "1", Correlation: f[2], Payload: f[3]}
+}
+
+// Next returns the payload of the next message on topic, or an error after
+// timeout. Messages on other topics are skipped.
 func (s *Sub) Next(topic string, timeout time.Duration) (payload string, err error) {
+	m, err := s.NextMsg(topic, timeout)
+	return m.Payload, err
+}
+
+// NextMsg returns the next message on topic ("" for any topic), or an
+// error after timeout.
+func (s *Sub) NextMsg(topic string, timeout time.Duration) (Msg, error) {
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	for {
 		select {
 		case line, ok := <-s.Lines:
 			if !ok {
-				return "", fmt.Errorf("mosquitto_sub ended before a message on %s: %s", topic, s.stderr.String())
+				return Msg{}, fmt.Errorf("mosquitto_sub ended before a message on %q: %s", topic, s.stderr.String())
 			}
-			t, p, _ := strings.Cut(line, " ")
-			if t == topic {
-				return p, nil
+			if m := ParseMsg(line); topic == "" || m.Topic == topic {
+				return m, nil
 			}
 		case <-deadline.C:
-			return "", fmt.Errorf("no message on %s within %v", topic, timeout)
+			return Msg{}, fmt.Errorf("no message on %q within %v", topic, timeout)
 		}
 	}
 }

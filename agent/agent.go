@@ -1,0 +1,253 @@
+// Package agent is the daemon: it wires the sensors, the MQTT connection and
+// the command executor together and owns their life cycle.
+//
+// Two flows run through one connection to the broker (mutual TLS, MQTT v5):
+//
+//	up:   Scheduler ──Reading──▶ publisher ──▶ <prefix>/<id>/telemetry/<sensor>
+//	down: <prefix>/<id>/cmd ──▶ queue ──▶ executor (one at a time, dedup by id)
+//	          ──▶ actuators ──state──▶ <prefix>/<id>/state/<actuator> (retained)
+//	          └──reply──▶ Response Topic, or <prefix>/<id>/reply
+//
+// A retained <prefix>/<id>/status says online/offline; offline is also the
+// MQTT will, so a board that dies is reported by the broker.
+//
+//	d, err := agent.New(agent.Options{Config: cfg, Version: "1.0.0", Logger: log})
+//	if errors.Is(err, agent.ErrRefused) { /* exit 2: bad config or credentials */ }
+//	err = d.Run(ctx) // until ctx ends; then offline, clean disconnect
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/eclipse/paho.golang/autopaho"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/edgeagent/agent/agent/config"
+	"github.com/edgeagent/agent/sensors"
+	"github.com/edgeagent/agent/tlsclient"
+)
+
+// ErrRefused is wrapped by every reason New refuses to start: the config or
+// the credentials are wrong and retrying will not help (the CLI exits 2).
+var ErrRefused = errors.New("refusing to start")
+
+// Options configure a Daemon.
+type Options struct {
+	Config  *config.Config
+	Version string
+	Logger  *slog.Logger     // nil discards
+	Now     func() time.Time // nil is time.Now
+	// ShutdownTimeout bounds the offline publish and disconnect on stop.
+	ShutdownTimeout time.Duration
+}
+
+// Daemon is one running agent.
+type Daemon struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	now     func() time.Time
+	version string
+	id      string
+	topics  topics
+	started time.Time
+	stopTO  time.Duration
+
+	creds   *tlsclient.Holder
+	tlsConf *tls.Config
+
+	sensors   []sensors.Sensor
+	sensorBy  map[string]sensors.Sensor
+	intervals map[string]time.Duration
+	actuators []sensors.Actuator
+	actBy     map[string]sensors.Actuator
+
+	cm      *autopaho.ConnectionManager
+	queue   *cmdQueue
+	dedup   *dedup
+	up      chan struct{} // a connection came up: subscribe, announce
+	offline atomic.Bool   // readings are being dropped because the link is down
+	dropped atomic.Uint64
+	refused refusals
+	attempt attemptState
+}
+
+// New checks the config and credentials and builds the parts. Every error
+// wraps ErrRefused and names the file or key to fix.
+func New(o Options) (*Daemon, error) {
+	cfg := o.Config
+	if cfg == nil {
+		return nil, fmt.Errorf("%w: no config", ErrRefused)
+	}
+	d := &Daemon{
+		cfg: cfg, log: o.Logger, now: o.Now, version: o.Version, stopTO: o.ShutdownTimeout,
+		sensorBy: map[string]sensors.Sensor{}, intervals: map[string]time.Duration{}, actBy: map[string]sensors.Actuator{},
+		queue: newCmdQueue(maxQueued), dedup: newDedup(dedupSize), up: make(chan struct{}, 1),
+	}
+	if d.log == nil {
+		d.log = slog.New(slog.DiscardHandler)
+	}
+	if d.now == nil {
+		d.now = time.Now
+	}
+	if d.stopTO == 0 {
+		d.stopTO = 1500 * time.Millisecond
+	}
+	creds, err := tlsclient.Load(tlsclient.Files{CA: cfg.TLS.CA, Cert: cfg.TLS.Cert, Key: cfg.TLS.Key}, d.now())
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrRefused, err)
+	}
+	cn := creds.Cert.Leaf.Subject.CommonName
+	switch {
+	case cfg.ID == "" && !config.ValidID(cn):
+		return nil, fmt.Errorf("%w: config %s: id is unset and the certificate %s has CN %q, which cannot be a device id (1-64 letters, digits, '.', '_', '-'): reissue the certificate", ErrRefused, cfg.Path, cfg.TLS.Cert, cn)
+	case cfg.ID == "":
+		d.id = cn
+	case cfg.ID != cn:
+		return nil, fmt.Errorf("%w: config %s: id %q differs from the CN %q of %s: the broker's ACL (pattern … %%u) is keyed by the CN, so set id = %q or remove it, or issue a certificate for %q", ErrRefused, cfg.Path, cfg.ID, cn, cfg.TLS.Cert, cn, cfg.ID)
+	default:
+		d.id = cfg.ID
+	}
+	d.creds = tlsclient.NewHolder(creds)
+	d.tlsConf = tlsclient.Config(d.creds, cfg.Broker.Host, cfg.TLS.LegacyCN)
+	d.topics = newTopics(cfg.MQTT.Prefix, d.id)
+	for i, sc := range cfg.Sensors {
+		s, err := sensors.NewSensor(sensors.Spec{Name: sc.Name, Type: sc.Type})
+		if err != nil {
+			return nil, fmt.Errorf("%w: config %s: sensor[%d]: %w", ErrRefused, cfg.Path, i, err)
+		}
+		d.sensors = append(d.sensors, s)
+		d.sensorBy[s.Name()] = s
+		d.intervals[s.Name()] = sc.Interval.Duration
+	}
+	for i, ac := range cfg.Actuators {
+		a, err := sensors.NewActuator(sensors.Spec{Name: ac.Name, Type: ac.Type})
+		if err != nil {
+			return nil, fmt.Errorf("%w: config %s: actuator[%d]: %w", ErrRefused, cfg.Path, i, err)
+		}
+		d.actuators = append(d.actuators, a)
+		d.actBy[a.Name()] = a
+	}
+	d.log = d.log.With("id", d.id)
+	return d, nil
+}
+
+// ID is the device id in use (the certificate's CN).
+func (d *Daemon) ID() string { return d.id }
+
+// Run connects and works until ctx ends, then publishes offline and
+// disconnects within the shutdown timeout. A cancelled ctx is a clean stop
+// and returns nil.
+func (d *Daemon) Run(ctx context.Context) error {
+	d.started = d.now()
+	// The connection outlives ctx by the shutdown: offline must still go out.
+	connCtx, connCancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer connCancel()
+	cm, err := autopaho.NewConnection(connCtx, d.clientConfig())
+	if err != nil {
+		return fmt.Errorf("mqtt: %w", err)
+	}
+	d.cm = cm
+	d.log.Info("agent starting", "version", d.version, "role", d.cfg.Role, "broker", d.brokerLabel(),
+		"sensors", len(d.sensors), "actuators", len(d.actuators))
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return d.announceLoop(gctx) })
+	g.Go(func() error { return d.execLoop(gctx) })
+	g.Go(func() error {
+		// Sample only once connected: the first reading is then the first
+		// telemetry, not a drop.
+		if err := cm.AwaitConnection(gctx); err != nil {
+			return nil
+		}
+		sched := &sensors.Scheduler{Now: d.now, Logger: d.log}
+		for _, s := range d.sensors {
+			sched.Add(s, d.intervals[s.Name()])
+		}
+		return sched.Run(gctx, func(r sensors.Reading) { d.publishReading(gctx, r) })
+	})
+	runErr := g.Wait()
+
+	sctx, cancel := context.WithTimeout(context.Background(), d.stopTO)
+	defer cancel()
+	pctx, pcancel := context.WithTimeout(sctx, d.stopTO*2/3)
+	if err := d.publishJSON(pctx, d.topics.status, d.statusPayload("offline"), true, nil); err != nil {
+		d.log.Warn("could not publish offline on stop; the broker will publish the will instead", "err", err)
+	}
+	pcancel()
+	if err := cm.Disconnect(sctx); err != nil {
+		d.log.Warn("disconnect did not finish in time", "err", err)
+	}
+	d.log.Info("agent stopped", "dropped_offline", d.dropped.Load())
+	if runErr != nil && !errors.Is(runErr, context.Canceled) {
+		return runErr
+	}
+	return nil
+}
+
+// announceLoop does the work of each new connection outside paho's
+// callback (which must not block): subscribe to commands, publish actuator
+// states and online.
+func (d *Daemon) announceLoop(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-d.up:
+		}
+		if err := d.subscribe(ctx); err != nil {
+			d.log.Error("subscribe to commands failed", "topic", d.topics.cmd, "err", err)
+		}
+		for _, a := range d.actuators {
+			_ = d.publishState(ctx, a.Name(), a.State())
+		}
+		if err := d.publishJSON(ctx, d.topics.status, d.statusPayload("online"), true, nil); err == nil {
+			d.log.Info("online", "status", d.topics.status)
+		}
+	}
+}
+
+type status struct {
+	State   string `json:"state"`
+	Role    string `json:"role"`
+	Version string `json:"version"`
+	TS      string `json:"ts"`
+}
+
+func (d *Daemon) statusPayload(state string) status {
+	return status{State: state, Role: d.cfg.Role, Version: d.version, TS: stamp(d.now())}
+}
+
+// stamp formats t as RFC 3339 UTC with milliseconds.
+func stamp(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z07:00") }
+
+// refusals rate-limits the log of publishes the broker refuses: the first
+// refusal on a topic is logged at once, then at most one line a minute with
+// the count, so a denied 5 Hz sensor neither floods the log nor goes quiet.
+type refusals struct {
+	mu   sync.Mutex
+	last map[string]time.Time
+	n    map[string]int
+}
+
+func (r *refusals) note(topic string, now time.Time) (log bool, count int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.last == nil {
+		r.last, r.n = map[string]time.Time{}, map[string]int{}
+	}
+	r.n[topic]++
+	if t, ok := r.last[topic]; ok && now.Sub(t) < time.Minute {
+		return false, r.n[topic]
+	}
+	r.last[topic] = now
+	count = r.n[topic]
+	r.n[topic] = 0
+	return true, count
+}

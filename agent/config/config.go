@@ -1,0 +1,285 @@
+// Package config reads the agent's one TOML file into a validated Config.
+//
+// Decoding is strict: an unknown key is an error that names it, and every
+// invalid value is reported with the file, the key, the value and the fix, so
+// a typo on a board never turns into a silently ignored setting.
+//
+//	cfg, err := config.Load("/etc/agent/agent.toml")
+//	if errors.Is(err, config.ErrInvalid) { /* exit 2 */ }
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// DefaultPath is where the agent looks for its config on a board.
+const DefaultPath = "/etc/agent/agent.toml"
+
+// ErrInvalid is wrapped by every error about the config file's content.
+var ErrInvalid = errors.New("invalid config")
+
+// Roles the agent can take.
+const (
+	RoleRemote = "remote"
+	RoleMaster = "master"
+)
+
+// Config is the whole file.
+type Config struct {
+	Role      string     `toml:"role"`
+	ID        string     `toml:"id"`
+	Broker    Broker     `toml:"broker"`
+	TLS       TLS        `toml:"tls"`
+	MQTT      MQTT       `toml:"mqtt"`
+	Sensors   []Sensor   `toml:"sensor"`
+	Actuators []Actuator `toml:"actuator"`
+
+	// Path is the file the config was read from ("" when parsed from bytes).
+	Path string `toml:"-"`
+}
+
+// Broker says where the broker is and which name its certificate carries.
+type Broker struct {
+	Host      string `toml:"host"`
+	Port      int    `toml:"port"`
+	Address   string `toml:"address"`
+	Discover  bool   `toml:"discover"`
+	HostsFile string `toml:"hosts_file"`
+}
+
+// TLS names the credential files.
+type TLS struct {
+	CA       string `toml:"ca"`
+	Cert     string `toml:"cert"`
+	Key      string `toml:"key"`
+	LegacyCN bool   `toml:"legacy_cn"`
+}
+
+// MQTT holds the session settings.
+type MQTT struct {
+	Prefix    string   `toml:"prefix"`
+	KeepAlive Duration `toml:"keepalive"`
+}
+
+// Sensor is one [[sensor]] table.
+type Sensor struct {
+	Name     string   `toml:"name"`
+	Type     string   `toml:"type"`
+	Interval Duration `toml:"interval"`
+}
+
+// Actuator is one [[actuator]] table.
+type Actuator struct {
+	Name string `toml:"name"`
+	Type string `toml:"type"`
+}
+
+// Duration is a time.Duration written as a Go duration string ("200ms").
+type Duration struct{ time.Duration }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("%q is not a duration (write it like \"200ms\", \"30s\" or \"5m\")", b)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// Defaults that fit a board.
+const (
+	DefaultPort      = 8883
+	DefaultHostsFile = "/etc/hosts"
+	DefaultCA        = "/etc/agent/tls/ca.crt"
+	DefaultCert      = "/etc/agent/tls/device.crt"
+	DefaultKey       = "/etc/agent/tls/device.key"
+	DefaultPrefix    = "edge"
+	DefaultKeepAlive = 30 * time.Second
+	DefaultInterval  = time.Second
+	MinInterval      = 10 * time.Millisecond
+)
+
+// Load reads and validates the file at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("config %s: file not found: write one (see docs/config.md) or pass --config FILE: %w", path, ErrInvalid)
+		}
+		return nil, fmt.Errorf("config %s: %w: %w", path, err, ErrInvalid)
+	}
+	return Parse(path, data)
+}
+
+// Parse decodes and validates data; path is used in messages only.
+func Parse(path string, data []byte) (*Config, error) {
+	if path == "" {
+		path = "<config>"
+	}
+	c := &Config{Path: path}
+	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(c)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			return nil, fmt.Errorf("config %s: line %d: %s: %w", path, pe.Position.Line, pe.Message, ErrInvalid)
+		}
+		return nil, fmt.Errorf("config %s: %v: %w", path, err, ErrInvalid)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		keys := make([]string, len(und))
+		for i, k := range und {
+			keys[i] = k.String()
+		}
+		sort.Strings(keys)
+		return nil, fmt.Errorf("config %s: unknown key %q (check the spelling; known keys are listed in docs/config.md): %w", path, keys[0], ErrInvalid)
+	}
+	if !md.IsDefined("broker", "hosts_file") {
+		c.Broker.HostsFile = DefaultHostsFile
+	}
+	c.applyDefaults()
+	if err := c.validate(); err != nil {
+		return nil, fmt.Errorf("config %s: %w: %w", path, err, ErrInvalid)
+	}
+	return c, nil
+}
+
+func (c *Config) applyDefaults() {
+	if c.Role == "" {
+		c.Role = RoleRemote
+	}
+	if c.Broker.Port == 0 {
+		c.Broker.Port = DefaultPort
+	}
+	if c.TLS.CA == "" {
+		c.TLS.CA = DefaultCA
+	}
+	if c.TLS.Cert == "" {
+		c.TLS.Cert = DefaultCert
+	}
+	if c.TLS.Key == "" {
+		c.TLS.Key = DefaultKey
+	}
+	if c.MQTT.Prefix == "" {
+		c.MQTT.Prefix = DefaultPrefix
+	}
+	if c.MQTT.KeepAlive.Duration == 0 {
+		c.MQTT.KeepAlive.Duration = DefaultKeepAlive
+	}
+	for i := range c.Sensors {
+		if c.Sensors[i].Interval.Duration == 0 {
+			c.Sensors[i].Interval.Duration = DefaultInterval
+		}
+	}
+}
+
+var (
+	// A topic level we build from config: no wildcards, separators or spaces.
+	levelRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+	// RFC 1123 host name: dot-separated labels of letters, digits and inner hyphens.
+	labelRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
+)
+
+// ValidID reports whether s can be a device id (it becomes a topic level and
+// the certificate CN).
+func ValidID(s string) bool { return levelRE.MatchString(s) }
+
+// ValidHost reports whether s is an RFC 1123 host name.
+func ValidHost(s string) bool {
+	s = strings.TrimSuffix(s, ".")
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for _, l := range strings.Split(s, ".") {
+		if !labelRE.MatchString(l) {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidateRole checks a role from the file or the --role flag.
+func ValidateRole(r string) error {
+	if r != RoleRemote && r != RoleMaster {
+		return fmt.Errorf("role %q is not a role: use %q or %q", r, RoleRemote, RoleMaster)
+	}
+	return nil
+}
+
+func (c *Config) validate() error {
+	if err := ValidateRole(c.Role); err != nil {
+		return err
+	}
+	if c.ID != "" && !ValidID(c.ID) {
+		return fmt.Errorf("id %q: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit (it is a topic level and the certificate CN)", c.ID)
+	}
+	b := c.Broker
+	if b.Host == "" {
+		return errors.New("broker.host is required: the name the broker's certificate is issued for, e.g. host = \"broker.local\"")
+	}
+	if !ValidHost(b.Host) {
+		return fmt.Errorf("broker.host %q is not an RFC 1123 host name (letters, digits, hyphens, dot-separated; no IP address, port or scheme)", b.Host)
+	}
+	if b.Port < 1 || b.Port > 65535 {
+		return fmt.Errorf("broker.port %d: must be 1-65535 (Mosquitto's TLS port is usually 8883)", b.Port)
+	}
+	if b.Address != "" && net.ParseIP(b.Address) == nil && !ValidHost(b.Address) {
+		return fmt.Errorf("broker.address %q: must be an IP address or host name, without a port (the port is broker.port)", b.Address)
+	}
+	if b.Discover && b.Address != "" {
+		return fmt.Errorf("broker.discover = true and broker.address = %q: choose one (a fixed address, or discovery)", b.Address)
+	}
+	if b.Discover {
+		return errors.New("broker.discover = true: mDNS discovery is not in this build yet; set broker.address, or leave both unset to resolve broker.host")
+	}
+	if c.MQTT.Prefix != "" && !levelRE.MatchString(c.MQTT.Prefix) {
+		return fmt.Errorf("mqtt.prefix %q: one topic level of letters, digits, '.', '_' or '-' (no '/', '+', '#')", c.MQTT.Prefix)
+	}
+	if ka := c.MQTT.KeepAlive.Duration; ka < 5*time.Second || ka > 65535*time.Second || ka%time.Second != 0 {
+		return fmt.Errorf("mqtt.keepalive %v: whole seconds between 5s and 65535s", ka)
+	}
+	names := map[string]string{}
+	for i, s := range c.Sensors {
+		key := fmt.Sprintf("sensor[%d]", i)
+		if !levelRE.MatchString(s.Name) {
+			return fmt.Errorf("%s.name %q: required; letters, digits, '.', '_' or '-' (it is a topic level)", key, s.Name)
+		}
+		if prev, dup := names["s"+s.Name]; dup {
+			return fmt.Errorf("%s.name %q: already used by %s", key, s.Name, prev)
+		}
+		names["s"+s.Name] = key
+		if s.Type == "" {
+			return fmt.Errorf("%s (%s).type is required", key, s.Name)
+		}
+		if s.Interval.Duration < MinInterval {
+			return fmt.Errorf("%s (%s).interval %v: must be at least %v", key, s.Name, s.Interval.Duration, MinInterval)
+		}
+	}
+	for i, a := range c.Actuators {
+		key := fmt.Sprintf("actuator[%d]", i)
+		if !levelRE.MatchString(a.Name) {
+			return fmt.Errorf("%s.name %q: required; letters, digits, '.', '_' or '-' (it is a topic level)", key, a.Name)
+		}
+		if prev, dup := names["a"+a.Name]; dup {
+			return fmt.Errorf("%s.name %q: already used by %s", key, a.Name, prev)
+		}
+		names["a"+a.Name] = key
+		if a.Type == "" {
+			return fmt.Errorf("%s (%s).type is required", key, a.Name)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,270 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/eclipse/paho.golang/autopaho"
+	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/edgeagent/agent/tlsclient"
+)
+
+const (
+	sessionExpiry  = 300 // s: commands sent during a short outage are delivered on reconnect
+	dialTimeout    = 10 * time.Second
+	publishTimeout = 10 * time.Second
+	backoffBase    = 500 * time.Millisecond
+	backoffCap     = 60 * time.Second
+)
+
+// backoff is the delay before connection attempt n of one outage: none
+// before the first, then exponential from backoffBase with jitter in the
+// upper half of each step, capped at backoffCap.
+func backoff(n int, rnd func() float64) time.Duration {
+	if n <= 0 {
+		return 0
+	}
+	d := backoffCap
+	if n < 20 {
+		d = min(backoffBase<<(n-1), backoffCap)
+	}
+	return d/2 + time.Duration(rnd()*float64(d/2))
+}
+
+func (d *Daemon) brokerLabel() string {
+	return net.JoinHostPort(d.dialHost(), strconv.Itoa(d.cfg.Broker.Port)) + " (" + d.cfg.Broker.Host + ")"
+}
+
+// dialHost is where the TCP connection goes; TLS always verifies broker.host.
+func (d *Daemon) dialHost() string {
+	if d.cfg.Broker.Address != "" {
+		return d.cfg.Broker.Address
+	}
+	return d.cfg.Broker.Host
+}
+
+func (d *Daemon) clientConfig() autopaho.ClientConfig {
+	u := &url.URL{Scheme: "mqtts", Host: net.JoinHostPort(d.cfg.Broker.Host, strconv.Itoa(d.cfg.Broker.Port))}
+	return autopaho.ClientConfig{
+		ServerUrls:                    []*url.URL{u},
+		KeepAlive:                     uint16(d.cfg.MQTT.KeepAlive.Seconds()),
+		CleanStartOnInitialConnection: true,
+		SessionExpiryInterval:         sessionExpiry,
+		ConnectTimeout:                dialTimeout,
+		ReconnectBackoff: func(n int) time.Duration {
+			w := backoff(n, rand.Float64)
+			if n > 0 {
+				d.log.Info("retrying broker connection", "attempt", n+1, "in", w.Round(time.Millisecond))
+			}
+			return w
+		},
+		AttemptConnection: d.dial,
+		OnConnectionUp: func(_ *autopaho.ConnectionManager, _ *paho.Connack) {
+			d.attempt.reset()
+			if d.offline.Swap(false) {
+				d.log.Info("connection restored", "dropped_offline", d.dropped.Load())
+			}
+			d.log.Info("connected", "broker", d.brokerLabel())
+			select {
+			case d.up <- struct{}{}:
+			default:
+			}
+		},
+		OnConnectionDown: func() bool {
+			d.offline.Store(true)
+			d.log.Warn("connection lost; reconnecting", "broker", d.brokerLabel())
+			return true
+		},
+		OnConnectError: func(err error) {
+			d.log.Warn("broker connection failed", "broker", d.brokerLabel(), "cause", d.explainConnect(err))
+		},
+		ConnectPacketBuilder: func(cp *paho.Connect, _ *url.URL) (*paho.Connect, error) {
+			// A fresh will for each connection, so its ts is that session's.
+			payload, _ := json.Marshal(d.statusPayload("offline"))
+			cp.WillMessage = &paho.WillMessage{Retain: true, QoS: 1, Topic: d.topics.status, Payload: payload}
+			cp.WillProperties = &paho.WillProperties{}
+			return cp, nil
+		},
+		ClientConfig: paho.ClientConfig{
+			ClientID:          d.id,
+			OnPublishReceived: []func(paho.PublishReceived) (bool, error){d.onPublish},
+			OnClientError: func(err error) {
+				d.log.Warn("connection error", "cause", tlsclient.Explain(err, d.cfg.Broker.Host))
+			},
+			OnServerDisconnect: func(p *paho.Disconnect) {
+				d.log.Warn("broker closed the session", "reason", fmt.Sprintf("0x%02x %s", p.ReasonCode, reasonString(p.Properties)))
+			},
+		},
+	}
+}
+
+func reasonString(p *paho.DisconnectProperties) string {
+	if p == nil {
+		return ""
+	}
+	return p.ReasonString
+}
+
+// attemptState remembers the connection of the attempt in progress, so a
+// failure after the TLS handshake (under TLS 1.3 the broker rejects our
+// certificate only then) is explained by the alert it read.
+type attemptState struct {
+	mu   sync.Mutex
+	conn *recConn
+}
+
+func (a *attemptState) set(c *recConn) { a.mu.Lock(); a.conn = c; a.mu.Unlock() }
+func (a *attemptState) reset()         { a.set(nil) }
+func (a *attemptState) readErr() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.conn == nil {
+		return nil
+	}
+	return a.conn.err()
+}
+
+// recConn records the first read error of a connection.
+type recConn struct {
+	net.Conn
+	mu    sync.Mutex
+	first error
+}
+
+func (c *recConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if err != nil {
+		c.mu.Lock()
+		if c.first == nil {
+			c.first = err
+		}
+		c.mu.Unlock()
+	}
+	return n, err
+}
+
+func (c *recConn) err() error { c.mu.Lock(); defer c.mu.Unlock(); return c.first }
+
+func (d *Daemon) dial(ctx context.Context, _ autopaho.ClientConfig, _ *url.URL) (net.Conn, error) {
+	d.attempt.reset()
+	ctx, cancel := context.WithTimeout(ctx, dialTimeout)
+	defer cancel()
+	addr := net.JoinHostPort(d.dialHost(), strconv.Itoa(d.cfg.Broker.Port))
+	c, err := tlsclient.Dial(ctx, addr, d.tlsConf)
+	if err != nil {
+		return nil, err
+	}
+	rc := &recConn{Conn: c}
+	d.attempt.set(rc)
+	return rc, nil
+}
+
+// explainConnect names the cause of a failed connection attempt.
+func (d *Daemon) explainConnect(err error) string {
+	var ce *autopaho.ConnackError
+	if errors.As(err, &ce) {
+		return connackHint(ce.ReasonCode, ce.Reason, d.id)
+	}
+	if rerr := d.attempt.readErr(); rerr != nil {
+		return tlsclient.Explain(rerr, d.cfg.Broker.Host)
+	}
+	return tlsclient.Explain(err, d.cfg.Broker.Host)
+}
+
+func connackHint(code byte, reason, id string) string {
+	s := fmt.Sprintf("the broker refused the MQTT session (CONNACK 0x%02x", code)
+	if reason != "" {
+		s += " " + reason
+	}
+	s += ")"
+	switch code {
+	case 0x85:
+		return s + ": client identifier not valid"
+	case 0x86, 0x87:
+		return s + fmt.Sprintf(": not authorized; with use_identity_as_username true Mosquitto takes the certificate CN (%q) as the user: check its ACL and allow_anonymous settings", id)
+	case 0x8a:
+		return s + ": this client is banned"
+	case 0x84:
+		return s + ": the broker does not speak MQTT v5 (Mosquitto ≥ 1.6 does)"
+	}
+	return s
+}
+
+// errRefused marks a publish the broker answered with a reason code ≥ 0x80.
+var errRefused = errors.New("broker refused publish")
+
+// publish sends one QoS 1 message and waits for the PUBACK. A refusal by the
+// broker (reason ≥ 0x80) is logged with the topic and a hint, rate-limited
+// per topic, and returned as an error.
+func (d *Daemon) publish(ctx context.Context, topic string, payload []byte, retain bool, props *paho.PublishProperties) error {
+	ctx, cancel := context.WithTimeout(ctx, publishTimeout)
+	defer cancel()
+	resp, err := d.cm.Publish(ctx, &paho.Publish{QoS: 1, Topic: topic, Payload: payload, Retain: retain, Properties: props})
+	if resp != nil && resp.ReasonCode >= 0x80 {
+		if log, n := d.refused.note(topic, d.now()); log {
+			d.log.Error("broker refused publish", "topic", topic, "reason", fmt.Sprintf("0x%02x %s", resp.ReasonCode, pubackText(resp)),
+				"refused_since_last_log", n, "hint", refusalHint(resp.ReasonCode, topic, d.id, d.cfg.MQTT.Prefix))
+		}
+		return fmt.Errorf("%w: %s: reason 0x%02x", errRefused, topic, resp.ReasonCode)
+	}
+	return err
+}
+
+func (d *Daemon) publishJSON(ctx context.Context, topic string, v any, retain bool, props *paho.PublishProperties) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return d.publish(ctx, topic, b, retain, props)
+}
+
+func pubackText(r *paho.PublishResponse) string {
+	if r.Properties != nil && r.Properties.ReasonString != "" {
+		return r.Properties.ReasonString
+	}
+	switch r.ReasonCode {
+	case 0x80:
+		return "unspecified error"
+	case 0x83:
+		return "implementation specific error"
+	case 0x87:
+		return "not authorized"
+	case 0x90:
+		return "topic name invalid"
+	case 0x91:
+		return "packet identifier in use"
+	case 0x97:
+		return "quota exceeded"
+	case 0x99:
+		return "payload format invalid"
+	}
+	return "refused"
+}
+
+func refusalHint(code byte, topic, id, prefix string) string {
+	if code == 0x87 {
+		return fmt.Sprintf("the broker's ACL does not let user %q (the certificate CN) write %q: the fleet ACL needs `pattern write %s/%%u/#`, and requesters must choose Response Topics under %s/%s/reply/", id, topic, prefix, prefix, id)
+	}
+	return "see the broker's log for this client"
+}
+
+// subscribe to the command topic and check the broker granted it.
+func (d *Daemon) subscribe(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, publishTimeout)
+	defer cancel()
+	sa, err := d.cm.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: d.topics.cmd, QoS: 1}}})
+	if sa != nil && len(sa.Reasons) > 0 && sa.Reasons[0] >= 0x80 {
+		return fmt.Errorf("broker refused the subscription (reason 0x%02x): the ACL must let %q read %s (`pattern read %s/%%u/cmd`)",
+			sa.Reasons[0], d.id, d.topics.cmd, d.cfg.MQTT.Prefix)
+	}
+	return err
+}

@@ -1,0 +1,173 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/edgeagent/agent/agent/config"
+	"github.com/edgeagent/agent/internal/brokertest"
+)
+
+// env is one real Mosquitto with mutual TLS and the fleet ACL, a throwaway
+// PKI, and independent mosquitto_sub/pub clients: "monitor" reads all, "ops"
+// sends commands.
+type env struct {
+	t        *testing.T
+	ctx      context.Context
+	fleet    *brokertest.Fleet
+	broker   *brokertest.Broker
+	mon, ops *brokertest.Client
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	if err := brokertest.Available(); err != nil {
+		t.Skip(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	f, err := brokertest.NewFleet(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := f.Start(ctx, brokertest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Stop)
+	return &env{t: t, ctx: ctx, fleet: f, broker: b, mon: f.Client(b, f.Monitor), ops: f.Client(b, f.Ops)}
+}
+
+// config writes credentials for id and returns a parsed config; more is
+// extra TOML appended (sensors, actuators, overrides).
+func (e *env) config(id, more string) *config.Config {
+	e.t.Helper()
+	c, err := e.fleet.Device(id)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	text := fmt.Sprintf(`id = %q
+[broker]
+host = %q
+port = %d
+address = "127.0.0.1"
+hosts_file = ""
+[tls]
+ca = %q
+cert = %q
+key = %q
+%s`, id, brokertest.BrokerHost, e.broker.Port, e.fleet.CAFile, c.Cert, c.Key, more)
+	cfg, err := config.Parse("test.toml", []byte(text))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return cfg
+}
+
+const simParts = `
+[[sensor]]
+name = "sim1"
+type = "sim"
+interval = "200ms"
+[[actuator]]
+name = "relay1"
+type = "sim"
+`
+
+// syncBuf is a log sink tests can read while the agent writes.
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuf) String() string               { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+type running struct {
+	d      *Daemon
+	logs   *syncBuf
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func (e *env) start(cfg *config.Config) *running {
+	e.t.Helper()
+	logs := &syncBuf{}
+	d, err := New(Options{Config: cfg, Version: "test", Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(e.ctx)
+	r := &running{d: d, logs: logs, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- d.Run(ctx) }()
+	e.t.Cleanup(func() {
+		r.stop()
+		if e.t.Failed() {
+			e.t.Logf("agent log:\n%s\nbroker log:\n%s", logs.String(), e.broker.Log())
+		}
+	})
+	return r
+}
+
+// stop cancels the agent and returns Run's error (bounded).
+func (r *running) stop() error {
+	r.cancel()
+	select {
+	case err, ok := <-r.done:
+		if !ok {
+			return nil
+		}
+		close(r.done)
+		return err
+	case <-time.After(5 * time.Second):
+		return fmt.Errorf("agent did not stop within 5s")
+	}
+}
+
+// waitLog polls the agent's log for substr until timeout.
+func (r *running) waitLog(t *testing.T, substr string, timeout time.Duration) string {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		s := r.logs.String()
+		if i := strings.Index(s, substr); i >= 0 {
+			end := strings.IndexByte(s[i:], '\n')
+			if end < 0 {
+				end = len(s) - i
+			}
+			return s[strings.LastIndexByte(s[:i], '\n')+1 : i+end]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("agent log has no %q within %v:\n%s", substr, timeout, s)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (e *env) sub(topics ...string) *brokertest.Sub {
+	e.t.Helper()
+	s, err := e.mon.Subscribe(e.ctx, topics...)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(s.Stop)
+	return s
+}
+
+func decode[T any](t *testing.T, payload string) T {
+	t.Helper()
+	var v T
+	dec := json.NewDecoder(strings.NewReader(payload))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&v); err != nil {
+		t.Fatalf("payload %s: %v", payload, err)
+	}
+	return v
+}

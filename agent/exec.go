@@ -1,0 +1,306 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/edgeagent/agent/agent/command"
+	"github.com/edgeagent/agent/sensors"
+)
+
+const (
+	maxQueued   = 256  // commands waiting beyond this are answered "busy"
+	dedupSize   = 1024 // replies remembered for redelivered ids
+	readTimeout = 5 * time.Second
+)
+
+// item is one received command.
+type item struct {
+	payload     []byte
+	size        int
+	respTopic   string
+	correlation []byte
+	busy        bool // the queue was full: answer, do not run
+}
+
+// cmdQueue is an unbounded-by-count but bounded-by-work FIFO: paho's
+// receive callback must never block (it also carries our PUBACKs), so
+// commands past maxQueued are queued as "busy" answers without payload.
+type cmdQueue struct {
+	mu    sync.Mutex
+	items []item
+	max   int
+	ready chan struct{}
+}
+
+func newCmdQueue(max int) *cmdQueue { return &cmdQueue{max: max, ready: make(chan struct{}, 1)} }
+
+func (q *cmdQueue) push(it item) {
+	q.mu.Lock()
+	if len(q.items) >= q.max {
+		it.busy = true
+	}
+	q.items = append(q.items, it)
+	q.mu.Unlock()
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+}
+
+func (q *cmdQueue) pop(ctx context.Context) (item, bool) {
+	for {
+		q.mu.Lock()
+		if len(q.items) > 0 {
+			it := q.items[0]
+			q.items[0] = item{}
+			q.items = q.items[1:]
+			q.mu.Unlock()
+			return it, true
+		}
+		q.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return item{}, false
+		case <-q.ready:
+		}
+	}
+}
+
+// dedup remembers the reply to each of the last n command ids.
+type dedup struct {
+	mu    sync.Mutex
+	byID  map[string][]byte
+	order []string
+	next  int
+}
+
+func newDedup(n int) *dedup { return &dedup{byID: map[string][]byte{}, order: make([]string, n)} }
+
+func (c *dedup) get(id string) ([]byte, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r, ok := c.byID[id]
+	return r, ok
+}
+
+func (c *dedup) put(id string, reply []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.byID[id]; ok {
+		return
+	}
+	if old := c.order[c.next]; old != "" {
+		delete(c.byID, old)
+	}
+	c.order[c.next] = id
+	c.next = (c.next + 1) % len(c.order)
+	c.byID[id] = reply
+}
+
+// onPublish is paho's receive callback; it must not block.
+func (d *Daemon) onPublish(pr paho.PublishReceived) (bool, error) {
+	p := pr.Packet
+	if p.Topic != d.topics.cmd {
+		return false, nil
+	}
+	it := item{size: len(p.Payload)}
+	if it.size <= command.MaxPayload { // an oversize payload is answered by its size alone
+		it.payload = slices.Clone(p.Payload)
+	}
+	if p.Properties != nil {
+		it.respTopic = p.Properties.ResponseTopic
+		it.correlation = slices.Clone(p.Properties.CorrelationData)
+	}
+	d.queue.push(it)
+	return true, nil
+}
+
+func (d *Daemon) execLoop(ctx context.Context) error {
+	for {
+		it, ok := d.queue.pop(ctx)
+		if !ok {
+			return nil
+		}
+		d.handle(ctx, it)
+	}
+}
+
+// handle runs one command and answers it.
+func (d *Daemon) handle(ctx context.Context, it item) {
+	topic := d.topics.reply
+	var note string
+	if it.respTopic != "" {
+		if validTopicName(it.respTopic) {
+			topic = it.respTopic
+		} else {
+			note = fmt.Sprintf("response topic %q is not a valid topic name (no wildcards); answered on %s", clip(it.respTopic), d.topics.reply)
+		}
+	}
+	var props *paho.PublishProperties
+	if it.correlation != nil {
+		props = &paho.PublishProperties{CorrelationData: it.correlation}
+	}
+	send := func(b []byte) {
+		if err := d.publish(ctx, topic, b, false, props); err != nil {
+			d.log.Warn("reply not delivered", "topic", topic, "err", err)
+		}
+	}
+	var reply command.Reply
+	req, err := d.decode(it)
+	switch {
+	case err != nil:
+		var ce *command.Error
+		if !errors.As(err, &ce) {
+			ce = &command.Error{Msg: err.Error()}
+		}
+		d.log.Warn("bad command", "err", ce.Msg)
+		reply = command.Fail(ce.ID, ce.Msg)
+		if note != "" {
+			reply.Error += "; " + note
+		}
+		b, _ := json.Marshal(reply)
+		send(b)
+		return
+	}
+	if prev, ok := d.dedup.get(req.ID); ok {
+		d.log.Info("repeated command id: not run again, first reply re-sent", "cmd", req.ID)
+		send(prev)
+		return
+	}
+	if !req.Expires.IsZero() && !d.now().Before(req.Expires) {
+		reply = command.Fail(&req.ID, fmt.Sprintf("command expired at %s (agent clock %s): not run", stamp(req.Expires), stamp(d.now())))
+	} else {
+		reply = d.execute(ctx, req)
+	}
+	if note != "" && !reply.OK {
+		reply.Error += "; " + note
+	}
+	d.log.Info("command", "cmd", req.ID, "action", req.Action, "ok", reply.OK)
+	b, err := json.Marshal(reply)
+	if err != nil {
+		b, _ = json.Marshal(command.Fail(&req.ID, "result could not be encoded: "+err.Error()))
+	}
+	d.dedup.put(req.ID, b)
+	send(b)
+}
+
+func (d *Daemon) decode(it item) (command.Request, error) {
+	if it.busy {
+		// Read the id if we can, to say which command was refused.
+		r, err := command.Decode(it.payload)
+		var id *string
+		if err == nil {
+			id = &r.ID
+		} else if ce := (*command.Error)(nil); errors.As(err, &ce) {
+			id = ce.ID
+		}
+		return r, &command.Error{ID: id, Msg: fmt.Sprintf("agent busy: more than %d commands waiting; not run, send it again later", maxQueued)}
+	}
+	if it.size > command.MaxPayload {
+		return command.Request{}, &command.Error{Msg: fmt.Sprintf("command is %d bytes, over the %d byte limit", it.size, command.MaxPayload)}
+	}
+	return command.Decode(it.payload)
+}
+
+func clip(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
+}
+
+// execute runs a decoded command against the configured parts.
+func (d *Daemon) execute(ctx context.Context, req command.Request) command.Reply {
+	switch req.Action {
+	case command.ActionPing:
+		return command.OK(req.ID, map[string]any{"pong": true, "version": d.version, "role": d.cfg.Role,
+			"uptime_s": int64(d.now().Sub(d.started).Seconds())})
+	case command.ActionRead:
+		targets := d.sensors
+		if req.Read.Sensor != "" {
+			s, ok := d.sensorBy[req.Read.Sensor]
+			if !ok {
+				return command.Fail(&req.ID, fmt.Sprintf("unknown sensor %q (configured: %s)", clip(req.Read.Sensor), names(d.sensors)))
+			}
+			targets = []sensors.Sensor{s}
+		}
+		out := map[string]sensors.Values{}
+		for _, s := range targets {
+			rctx, cancel := context.WithTimeout(ctx, readTimeout)
+			v, err := s.Read(rctx)
+			cancel()
+			if err != nil {
+				return command.Fail(&req.ID, fmt.Sprintf("sensor %q: read failed: %v", s.Name(), err))
+			}
+			out[s.Name()] = v
+		}
+		return command.OK(req.ID, out)
+	case command.ActionSet:
+		a, ok := d.actBy[req.Set.Actuator]
+		if !ok {
+			return command.Fail(&req.ID, fmt.Sprintf("unknown actuator %q (configured: %s)", clip(req.Set.Actuator), names(d.actuators)))
+		}
+		before := a.State()
+		now, err := a.Set(ctx, req.Set.Value)
+		if err != nil {
+			return command.Fail(&req.ID, err.Error())
+		}
+		if before != now {
+			if err := d.publishState(ctx, a.Name(), now); err != nil {
+				d.log.Warn("state not published", "actuator", a.Name(), "err", err)
+			}
+		}
+		return command.OK(req.ID, map[string]any{"actuator": a.Name(), "value": now})
+	}
+	return command.Fail(&req.ID, fmt.Sprintf("unknown action %q", req.Action))
+}
+
+func names[T interface{ Name() string }](xs []T) string {
+	if len(xs) == 0 {
+		return "none"
+	}
+	s := make([]string, len(xs))
+	for i, x := range xs {
+		s[i] = x.Name()
+	}
+	return strings.Join(s, ", ")
+}
+
+type stateMsg struct {
+	Value any    `json:"value"`
+	TS    string `json:"ts"`
+}
+
+func (d *Daemon) publishState(ctx context.Context, name string, v any) error {
+	return d.publishJSON(ctx, d.topics.state(name), stateMsg{Value: v, TS: stamp(d.now())}, true, nil)
+}
+
+type telemetry struct {
+	TS     string         `json:"ts"`
+	Sensor string         `json:"sensor"`
+	Type   string         `json:"type"`
+	Seq    uint64         `json:"seq"`
+	Values sensors.Values `json:"values"`
+}
+
+// publishReading sends one reading. While the link is down readings are
+// dropped and counted (store-and-forward is the buffer's job, not this one's).
+func (d *Daemon) publishReading(ctx context.Context, r sensors.Reading) {
+	err := d.publishJSON(ctx, d.topics.telemetry(r.Sensor), telemetry{TS: stamp(r.TS), Sensor: r.Sensor, Type: r.Type, Seq: r.Seq, Values: r.Values}, false, nil)
+	if err == nil || ctx.Err() != nil || errors.Is(err, errRefused) {
+		return // a refusal is logged by publish
+	}
+	d.dropped.Add(1)
+	if !d.offline.Swap(true) {
+		d.log.Warn("telemetry dropped while the broker is unreachable", "sensor", r.Sensor, "err", err)
+	}
+}

@@ -1,0 +1,94 @@
+// Package sensors holds what the agent reads and what it switches: the Sensor
+// and Actuator interfaces, the Scheduler that samples sensors on their
+// intervals, and the kinds built from config (only "sim" so far; GPIO and I2C
+// kinds come through periph.io's interfaces so their tests use periph's fakes).
+//
+//	s, _ := sensors.NewSensor(sensors.Spec{Name: "sim1", Type: "sim"})
+//	sched := &sensors.Scheduler{Now: time.Now}
+//	sched.Add(s, 200*time.Millisecond)
+//	sched.Run(ctx, func(r sensors.Reading) { publish(r) })
+package sensors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Values are one reading's measurements, keyed with the unit in the name
+// ("temperature_c", "humidity_pct", "level").
+type Values map[string]any
+
+// Sensor is something the agent samples.
+type Sensor interface {
+	Name() string
+	Type() string
+	// Read samples now. It must honour ctx and be safe to call from the
+	// scheduler and from a "read" command concurrently.
+	Read(ctx context.Context) (Values, error)
+}
+
+// Actuator is something the agent switches.
+type Actuator interface {
+	Name() string
+	Type() string
+	// Set validates v and applies it, returning the state now in force. A
+	// value of the wrong type or range returns an error wrapping ErrBadValue
+	// and changes nothing.
+	Set(ctx context.Context, v any) (any, error)
+	// State returns the value in force.
+	State() any
+}
+
+// ErrBadValue is wrapped by Set errors about the requested value.
+var ErrBadValue = errors.New("bad value")
+
+// Spec is what config says about one sensor or actuator.
+type Spec struct {
+	Name string
+	Type string
+}
+
+var (
+	sensorKinds   = map[string]func(Spec) (Sensor, error){"sim": newSimSensor}
+	actuatorKinds = map[string]func(Spec) (Actuator, error){"sim": newSimActuator}
+)
+
+// NewSensor builds the sensor kind named by s.Type.
+func NewSensor(s Spec) (Sensor, error) {
+	mk, ok := sensorKinds[s.Type]
+	if !ok {
+		return nil, fmt.Errorf("sensor %q: unknown type %q (known: %s)", s.Name, s.Type, keys(sensorKinds))
+	}
+	return mk(s)
+}
+
+// NewActuator builds the actuator kind named by s.Type.
+func NewActuator(s Spec) (Actuator, error) {
+	mk, ok := actuatorKinds[s.Type]
+	if !ok {
+		return nil, fmt.Errorf("actuator %q: unknown type %q (known: %s)", s.Name, s.Type, keys(actuatorKinds))
+	}
+	return mk(s)
+}
+
+func keys[V any](m map[string]V) string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return strings.Join(ks, ", ")
+}
+
+// Reading is one sample of one sensor.
+type Reading struct {
+	TS     time.Time
+	Sensor string
+	Type   string
+	Seq    uint64 // counts this sensor's readings from 1, +1 each
+	Values Values
+}

@@ -1,0 +1,92 @@
+package sensors
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"math"
+	"math/rand/v2"
+	"sync"
+)
+
+// simSensor is a simulated environment sensor: temperature and humidity
+// taking a bounded random walk, seeded from the name so runs are repeatable.
+type simSensor struct {
+	name string
+	mu   sync.Mutex
+	rng  *rand.Rand
+	t, h float64
+}
+
+func newSimSensor(s Spec) (Sensor, error) {
+	f := fnv.New64a()
+	f.Write([]byte(s.Name))
+	return &simSensor{name: s.Name, rng: rand.New(rand.NewPCG(f.Sum64(), 1)), t: 21.5, h: 45}, nil
+}
+
+func (s *simSensor) Name() string { return s.name }
+func (s *simSensor) Type() string { return "sim" }
+
+func (s *simSensor) Read(ctx context.Context) (Values, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.t = clamp(s.t+(s.rng.Float64()-0.5)*0.2, 15, 30)
+	s.h = clamp(s.h+(s.rng.Float64()-0.5)*0.5, 20, 80)
+	return Values{"temperature_c": round2(s.t), "humidity_pct": round2(s.h)}, nil
+}
+
+func clamp(v, lo, hi float64) float64 { return math.Max(lo, math.Min(hi, v)) }
+func round2(v float64) float64        { return math.Round(v*100) / 100 }
+
+// simActuator is a simulated relay: a boolean that starts off.
+type simActuator struct {
+	name string
+	mu   sync.Mutex
+	on   bool
+}
+
+func newSimActuator(s Spec) (Actuator, error) { return &simActuator{name: s.Name}, nil }
+
+func (a *simActuator) Name() string { return a.name }
+func (a *simActuator) Type() string { return "sim" }
+
+func (a *simActuator) Set(ctx context.Context, v any) (any, error) {
+	b, ok := v.(bool)
+	if !ok {
+		return nil, fmt.Errorf("actuator %q takes true or false, got %s: %w", a.name, describe(v), ErrBadValue)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.on = b
+	return b, nil
+}
+
+func (a *simActuator) State() any {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.on
+}
+
+// describe names a JSON-decoded value's type and value for error messages.
+func describe(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return "null"
+	case string:
+		if len(x) > 32 {
+			x = x[:32] + "…"
+		}
+		return fmt.Sprintf("string %q", x)
+	case float64:
+		return fmt.Sprintf("number %v", x)
+	case map[string]any:
+		return "an object"
+	case []any:
+		return "an array"
+	default:
+		return fmt.Sprintf("%T", v)
+	}
+}
