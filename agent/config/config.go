@@ -135,7 +135,11 @@ func Parse(path string, data []byte) (*Config, error) {
 	if err != nil {
 		var pe toml.ParseError
 		if errors.As(err, &pe) {
-			return nil, fmt.Errorf("config %s: line %d: %s: %w", path, pe.Position.Line, pe.Message, ErrInvalid)
+			key := ""
+			if pe.LastKey != "" {
+				key = pe.LastKey + ": "
+			}
+			return nil, fmt.Errorf("config %s: line %d: %s%s: %w", path, pe.Position.Line, key, pe.Message, ErrInvalid)
 		}
 		return nil, fmt.Errorf("config %s: %v: %w", path, err, ErrInvalid)
 	}
