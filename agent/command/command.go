@@ -175,9 +175,9 @@ func jsonErr(err error) string {
 	switch {
 	case errors.As(err, &te):
 		if te.Field != "" {
-			return fmt.Sprintf("%q must be a %s, got a %s", te.Field, goKind(te.Type.Kind().String()), te.Value)
+			return fmt.Sprintf("%q must be a %s, got %s", te.Field, goKind(te.Type.Kind().String()), article(te.Value))
 		}
-		return fmt.Sprintf("expected a JSON object, got a %s", te.Value)
+		return fmt.Sprintf("expected a JSON object, got %s", article(te.Value))
 	case errors.As(err, &se):
 		return fmt.Sprintf("malformed JSON at byte %d: %s", se.Offset, se.Error())
 	case errors.Is(err, io.EOF):
@@ -190,6 +190,13 @@ func jsonErr(err error) string {
 		return "unknown field " + f
 	}
 	return strings.TrimPrefix(msg, "json: ")
+}
+
+func article(w string) string {
+	if w != "" && strings.ContainsRune("aeiou", rune(w[0])) {
+		return "an " + w
+	}
+	return "a " + w
 }
 
 func goKind(k string) string {
