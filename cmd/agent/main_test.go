@@ -33,7 +33,10 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	agentBin = filepath.Join(dir, "agent")
-	out, err := exec.Command("go", "build", "-ldflags", "-X main.version=1.2.3-test", "-o", agentBin, ".").CombinedOutput()
+	// Built as it ships: static, no cgo (see the Makefile).
+	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -X main.version=1.2.3-test", "-o", agentBin, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	out, err := build.CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "build agent: %v\n%s", err, out)
 		os.Exit(1)

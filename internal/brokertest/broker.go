@@ -346,3 +346,6 @@ func (s *Sub) NextMsg(topic string, timeout time.Duration) (Msg, error) {
 		}
 	}
 }
+
+// Pid is the mosquitto_sub process id (for RSS comparisons).
+func (s *Sub) Pid() int { return s.cmd.Process.Pid }

@@ -1,0 +1,32 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+)
+
+func TestUsage(t *testing.T) {
+	cases := []struct {
+		args     []string
+		code     int
+		out, err string
+	}{
+		{nil, ExitRefused, "", "Usage:"},
+		{[]string{"help"}, ExitOK, "agent run", ""},
+		{[]string{"version"}, ExitOK, "agent v9", ""},
+		{[]string{"frobnicate"}, ExitRefused, "", `unknown command "frobnicate"`},
+		{[]string{"run", "--nope"}, ExitRefused, "", "flag provided but not defined: -nope"},
+		{[]string{"run", "extra"}, ExitRefused, "", `unexpected argument "extra"`},
+		{[]string{"run", "--log-level", "loud"}, ExitRefused, "", `--log-level "loud"`},
+		{[]string{"run", "--config", "/nonexistent/agent.toml"}, ExitRefused, "", "config /nonexistent/agent.toml: file not found"},
+	}
+	for _, tc := range cases {
+		var out, errb bytes.Buffer
+		code := Run(context.Background(), tc.args, &out, &errb, "v9")
+		if code != tc.code || !strings.Contains(out.String(), tc.out) || !strings.Contains(errb.String(), tc.err) {
+			t.Errorf("Run(%q) = %d\nstdout: %s\nstderr: %s\nwant %d, %q, %q", tc.args, code, out.String(), errb.String(), tc.code, tc.out, tc.err)
+		}
+	}
+}
