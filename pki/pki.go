@@ -181,3 +181,47 @@ func sign(tmpl, parent *x509.Certificate, pub crypto.PublicKey, signer, key cryp
 		KeyPEM:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}),
 	}, nil
 }
+
+// CRLValidity is how long a CRL from RevocationList stays current.
+const CRLValidity = 7 * 24 * time.Hour
+
+// RevocationList returns a PEM CRL signed by the CA that revokes certs as
+// of now, numbered by now's Unix time so each new list supersedes the last.
+func (ca *CA) RevocationList(certs []*x509.Certificate, now time.Time) ([]byte, error) {
+	entries := make([]x509.RevocationListEntry, len(certs))
+	for i, c := range certs {
+		entries[i] = x509.RevocationListEntry{SerialNumber: c.SerialNumber, RevocationTime: now}
+	}
+	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
+		Number:                    big.NewInt(now.Unix()),
+		ThisUpdate:                now.Add(-time.Minute),
+		NextUpdate:                now.Add(CRLValidity),
+		RevokedCertificateEntries: entries,
+	}, ca.Cert, ca.Key)
+	if err != nil {
+		return nil, fmt.Errorf("pki: sign CRL: %w", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der}), nil
+}
+
+// ParseCertFile reads the first PEM certificate in path.
+func ParseCertFile(path string) (*x509.Certificate, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("pki: %w", err)
+	}
+	for {
+		var b *pem.Block
+		b, data = pem.Decode(data)
+		if b == nil {
+			return nil, fmt.Errorf("pki: %s: no PEM certificate", path)
+		}
+		if b.Type == "CERTIFICATE" {
+			c, err := x509.ParseCertificate(b.Bytes)
+			if err != nil {
+				return nil, fmt.Errorf("pki: %s: %w", path, err)
+			}
+			return c, nil
+		}
+	}
+}

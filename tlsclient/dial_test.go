@@ -2,14 +2,11 @@ package tlsclient
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -111,20 +108,12 @@ func (e *env) crlBroker(t *testing.T) (*brokertest.Broker, *Credentials) {
 	if b, ok := e.brokers["crl"]; ok {
 		return b, revoked
 	}
-	now := time.Now()
-	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
-		Number:     big.NewInt(1),
-		ThisUpdate: now.Add(-time.Hour),
-		NextUpdate: now.Add(24 * time.Hour),
-		RevokedCertificateEntries: []x509.RevocationListEntry{
-			{SerialNumber: revoked.Cert.Leaf.SerialNumber, RevocationTime: now.Add(-time.Minute)},
-		},
-	}, e.f.CA.Cert, e.f.CA.Key)
+	crlPEM, err := e.f.CA.RevocationList([]*x509.Certificate{revoked.Cert.Leaf}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
 	crl := filepath.Join(e.f.Dir, "fleet.crl")
-	if err := os.WriteFile(crl, pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der}), 0o644); err != nil {
+	if err := os.WriteFile(crl, crlPEM, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	b := e.start(t, brokertest.Options{Extra: "crlfile " + crl + "\n"})
@@ -518,7 +507,7 @@ func TestExplainNetwork(t *testing.T) {
 		want    []string
 	}{
 		{name: "connection refused", addr: closedPort, want: []string{"Nothing listens on " + closedPort + " (connection refused)", "Mosquitto", "8883"}},
-		{name: "name does not resolve", addr: "broker.invalid:8883", want: []string{`"broker.invalid" does not resolve`, "/etc/hosts", "broker.address", "discovery"}},
+		{name: "name does not resolve", addr: "broker.invalid:8883", want: []string{`"broker.invalid" does not resolve`, "/etc/hosts", "broker.address"}},
 		{name: "deadline before connect", addr: closedPort, timeout: time.Nanosecond, want: []string{"Connecting to " + closedPort + " timed out"}},
 		{name: "handshake timeout", addr: silent.Addr().String(), timeout: 200 * time.Millisecond,
 			want: []string{"TLS handshake with " + silent.Addr().String() + " timed out", "TLS listener"}},

@@ -16,8 +16,8 @@ import (
 
 // Explain turns an error of Dial, of the handshake, or of a later Read or
 // Write on the connection into one sentence that names the cause and the fix.
-// serverName is the name the broker was expected to have (tls.server_name or
-// the host of broker.address). Errors it does not recognise, and Load's
+// serverName is the name the broker was expected to have (broker.host, the
+// TLS ServerName whatever address is dialled). Errors it does not recognise, and Load's
 // refusals, come back as err.Error(); a nil error gives "".
 func Explain(err error, serverName string) string {
 	if err == nil {
@@ -61,10 +61,10 @@ func Explain(err error, serverName string) string {
 	if dnsErr, ok := errors.AsType[*net.DNSError](err); ok {
 		if dnsErr.IsTimeout {
 			return fmt.Sprintf("Looking up the broker name %q timed out: check the DNS server in /etc/resolv.conf, "+
-				"add the broker to /etc/hosts, set broker.address to its IP, or enable discovery.", dnsErr.Name)
+				"add the broker to /etc/hosts, or set broker.address to its IP.", dnsErr.Name)
 		}
 		return fmt.Sprintf("The broker name %q does not resolve: add it to /etc/hosts, set broker.address to "+
-			"the broker's IP or a name that resolves, or enable discovery.", dnsErr.Name)
+			"the broker's IP or a name that resolves.", dnsErr.Name)
 	}
 	if errors.Is(err, syscall.ECONNREFUSED) {
 		return fmt.Sprintf("Nothing listens on %s (connection refused): is Mosquitto running, and is its TLS listener "+
@@ -126,8 +126,8 @@ func explainHostname(he x509.HostnameError, serverName string) string {
 		return he.Error()
 	}
 	if hasSANs(c) {
-		return fmt.Sprintf("The broker certificate is for %s, not %q: connect under one of those names "+
-			"(tls.server_name or broker.address), or reissue the broker certificate with %s.",
+		return fmt.Sprintf("The broker certificate is for %s, not %q: set broker.host to "+
+			"one of those names, or reissue the broker certificate with %s.",
 			strings.Join(certNames(c), ", "), host, sanFor(host))
 	}
 	cn := c.Subject.CommonName
@@ -237,7 +237,7 @@ var alertFix = map[string]struct {
 	"insufficient security level": {71, "the broker requires stronger cryptography than offered: " +
 		"see tls_version and ciphers on the Mosquitto listener"},
 	"access denied":     {49, "the broker accepted our certificate but denies access: see the broker log"},
-	"unrecognized name": {112, "the broker does not know the server name the agent sent: check tls.server_name"},
+	"unrecognized name": {112, "the broker does not know the server name the agent sent: check broker.host"},
 	"error decrypting message": {51, "the broker could not verify the signature of our handshake: tls.key probably " +
 		"does not belong to tls.cert"},
 }
