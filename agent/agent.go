@@ -71,7 +71,8 @@ type Daemon struct {
 	cm      *autopaho.ConnectionManager
 	queue   *cmdQueue
 	dedup   *dedup
-	up      chan struct{} // a connection came up: subscribe, announce
+	up      chan context.Context // a connection came up: subscribe, announce (ctx ends with it)
+	link    link
 	offline atomic.Bool   // readings are being dropped because the link is down
 	dropped atomic.Uint64
 	refused refusals
@@ -88,7 +89,7 @@ func New(o Options) (*Daemon, error) {
 	d := &Daemon{
 		cfg: cfg, log: o.Logger, now: o.Now, version: o.Version, stopTO: o.ShutdownTimeout,
 		sensorBy: map[string]sensors.Sensor{}, intervals: map[string]time.Duration{}, actBy: map[string]sensors.Actuator{},
-		queue: newCmdQueue(maxQueued), dedup: newDedup(dedupSize), up: make(chan struct{}, 1),
+		queue: newCmdQueue(maxQueued), dedup: newDedup(dedupSize), up: make(chan context.Context, 1),
 	}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
@@ -146,6 +147,7 @@ func (d *Daemon) ID() string { return d.id }
 // and returns nil.
 func (d *Daemon) Run(ctx context.Context) error {
 	d.started = d.now()
+	d.link.base = ctx
 	// The connection outlives ctx by the shutdown: offline must still go out.
 	connCtx, connCancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer connCancel()
@@ -196,18 +198,21 @@ func (d *Daemon) Run(ctx context.Context) error {
 // states and online.
 func (d *Daemon) announceLoop(ctx context.Context) error {
 	for {
+		// Work for one connection ends with it (lctx): a subscribe waiting on
+		// a dead connection must not delay the next connection's online.
+		var lctx context.Context
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-d.up:
+		case lctx = <-d.up:
 		}
-		if err := d.subscribe(ctx); err != nil {
+		if err := d.subscribe(lctx); err != nil && lctx.Err() == nil {
 			d.log.Error("subscribe to commands failed", "topic", d.topics.cmd, "err", err)
 		}
 		for _, a := range d.actuators {
-			_ = d.publishState(ctx, a.Name(), a.State())
+			_ = d.publishState(lctx, a.Name(), a.State())
 		}
-		if err := d.publishJSON(ctx, d.topics.status, d.statusPayload("online"), true, nil); err == nil {
+		if err := d.publishJSON(lctx, d.topics.status, d.statusPayload("online"), true, nil); err == nil {
 			d.log.Info("online", "status", d.topics.status)
 		}
 	}
@@ -226,6 +231,34 @@ func (d *Daemon) statusPayload(state string) status {
 
 // stamp formats t as RFC 3339 UTC with milliseconds.
 func stamp(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z07:00") }
+
+// link hands each connection a context that ends when the connection goes
+// down (or the run ends).
+type link struct {
+	mu     sync.Mutex
+	base   context.Context
+	cancel context.CancelFunc
+}
+
+func (l *link) up() context.Context {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.cancel != nil {
+		l.cancel()
+	}
+	var ctx context.Context
+	ctx, l.cancel = context.WithCancel(l.base)
+	return ctx
+}
+
+func (l *link) down() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.cancel != nil {
+		l.cancel()
+		l.cancel = nil
+	}
+}
 
 // refusals rate-limits the log of publishes the broker refuses: the first
 // refusal on a topic is logged at once, then at most one line a minute with

@@ -74,12 +74,17 @@ func (d *Daemon) clientConfig() autopaho.ClientConfig {
 				d.log.Info("connection restored", "dropped_offline", d.dropped.Load())
 			}
 			d.log.Info("connected", "broker", d.brokerLabel())
+			ctx := d.link.up()
+			// Only this callback sends; a pending signal is for a connection
+			// that is already gone, so replace it.
 			select {
-			case d.up <- struct{}{}:
+			case <-d.up:
 			default:
 			}
+			d.up <- ctx
 		},
 		OnConnectionDown: func() bool {
+			d.link.down()
 			d.offline.Store(true)
 			d.log.Warn("connection lost; reconnecting", "broker", d.brokerLabel())
 			return true
@@ -133,11 +138,15 @@ func (a *attemptState) readErr() error {
 	return a.conn.err()
 }
 
-// recConn records the first read error of a connection.
+// recConn records the first read error of a connection. It is also the
+// sync.Locker paho takes around each packet write: paho writes a packet in
+// several Write calls, so without it concurrent publishes interleave and
+// the broker drops us for a malformed packet.
 type recConn struct {
 	net.Conn
-	mu    sync.Mutex
-	first error
+	sync.Mutex // held by paho while it writes one packet
+	mu         sync.Mutex
+	first      error
 }
 
 func (c *recConn) Read(p []byte) (int, error) {

@@ -53,17 +53,7 @@ func (e *env) config(id, more string) *config.Config {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	text := fmt.Sprintf(`id = %q
-[broker]
-host = %q
-port = %d
-address = "127.0.0.1"
-hosts_file = ""
-[tls]
-ca = %q
-cert = %q
-key = %q
-%s`, id, brokertest.BrokerHost, e.broker.Port, e.fleet.CAFile, c.Cert, c.Key, more)
+	text := e.fleet.AgentConfig(id, c, e.broker.Port, "", more)
 	cfg, err := config.Parse("test.toml", []byte(text))
 	if err != nil {
 		e.t.Fatal(err)

@@ -62,16 +62,7 @@ func newBenchEnv(b *testing.B, o brokertest.Options, subs ...string) *benchEnv {
 }
 
 func (e *benchEnv) config(b *testing.B, sensors string) string {
-	text := fmt.Sprintf(`[broker]
-host = %q
-port = %d
-address = "127.0.0.1"
-hosts_file = ""
-[tls]
-ca = %q
-cert = %q
-key = %q
-%s`, brokertest.BrokerHost, e.broker.Port, e.fleet.CAFile, e.dev.Cert, e.dev.Key, sensors)
+	text := e.fleet.AgentConfig("", e.dev, e.broker.Port, "", sensors)
 	p := e.dir + "/bench.toml"
 	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
 		b.Fatal(err)

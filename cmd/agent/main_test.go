@@ -89,22 +89,11 @@ func (fx *fixture) writeConfig(id string, c brokertest.Creds, port int, tlsMore,
 	if port == 0 && fx.broker != nil {
 		port = fx.broker.Port
 	}
-	text := fmt.Sprintf(`id = %q
-[broker]
-host = %q
-port = %d
-address = "127.0.0.1"
-hosts_file = ""
-[tls]
-ca = %q
-cert = %q
-key = %q
-%s
-[[sensor]]
+	text := fx.fleet.AgentConfig(id, c, port, tlsMore, `[[sensor]]
 name = "sim1"
 type = "sim"
 interval = "200ms"
-%s`, id, brokertest.BrokerHost, port, fx.fleet.CAFile, c.Cert, c.Key, tlsMore, more)
+`+more)
 	p := filepath.Join(fx.dir, id+"-"+fmt.Sprint(time.Now().UnixNano())+".toml")
 	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
 		fx.t.Fatal(err)

@@ -94,3 +94,24 @@ func (f *Fleet) Start(ctx context.Context, o Options) (*Broker, error) {
 func (f *Fleet) Client(b *Broker, c Creds) *Client {
 	return &Client{Broker: b, CA: f.CAFile, Cert: c.Cert, Key: c.Key}
 }
+
+// AgentConfig is an agent's TOML for device creds c dialling 127.0.0.1:port
+// with the fleet's CA: id "" leaves the id to the certificate's CN, tlsMore
+// goes inside [tls], and more (sensor and actuator tables, …) follows.
+func (f *Fleet) AgentConfig(id string, c Creds, port int, tlsMore, more string) string {
+	idLine := ""
+	if id != "" {
+		idLine = fmt.Sprintf("id = %q\n", id)
+	}
+	return fmt.Sprintf(`%s[broker]
+host = %q
+port = %d
+address = "127.0.0.1"
+hosts_file = ""
+[tls]
+ca = %q
+cert = %q
+key = %q
+%s
+%s`, idLine, BrokerHost, port, f.CAFile, c.Cert, c.Key, tlsMore, more)
+}

@@ -73,17 +73,7 @@ func Run(ctx context.Context, o Options) error {
 	say("== Mosquitto with mutual TLS on %s (require_certificate, ACL: pattern write edge/%%u/#, pattern read edge/%%u/cmd)", broker.Addr)
 
 	cfgPath := filepath.Join(dir, "agent.toml")
-	cfg := fmt.Sprintf(`role = "remote"
-[broker]
-host = %q
-port = %d
-address = "127.0.0.1"
-hosts_file = ""
-[tls]
-ca = %q
-cert = %q
-key = %q
-[[sensor]]
+	cfg := fleet.AgentConfig("", dev, broker.Port, "", `[[sensor]]
 name = "sim1"
 type = "sim"
 interval = "1s"
@@ -94,7 +84,7 @@ interval = "2s"
 [[actuator]]
 name = "relay1"
 type = "sim"
-`, brokertest.BrokerHost, broker.Port, fleet.CAFile, dev.Cert, dev.Key)
+`)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return err
 	}

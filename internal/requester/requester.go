@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/autopaho"
+	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/edgeagent/agent/internal/brokertest"
@@ -59,7 +60,11 @@ func New(ctx context.Context, f *brokertest.Fleet, b *brokertest.Broker, creds b
 		ServerUrls: []*url.URL{u},
 		KeepAlive:  30,
 		AttemptConnection: func(ctx context.Context, _ autopaho.ClientConfig, _ *url.URL) (net.Conn, error) {
-			return tlsclient.Dial(ctx, b.Addr, tlsCfg)
+			c, err := tlsclient.Dial(ctx, b.Addr, tlsCfg)
+			if err != nil {
+				return nil, err
+			}
+			return packets.NewThreadSafeConn(c), nil // paho writes a packet in several Writes
 		},
 		CleanStartOnInitialConnection: true,
 		OnConnectionUp: func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
