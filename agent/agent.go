@@ -73,7 +73,7 @@ type Daemon struct {
 	dedup   *dedup
 	up      chan context.Context // a connection came up: subscribe, announce (ctx ends with it)
 	link    link
-	offline atomic.Bool   // readings are being dropped because the link is down
+	offline atomic.Bool // readings are being dropped because the link is down
 	dropped atomic.Uint64
 	refused refusals
 	attempt attemptState
