@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/edgeagent/agent/internal/brokertest"
 )
 
 type telemetryMsg struct {
@@ -172,5 +174,43 @@ func TestConcurrentPublishes(t *testing.T) {
 	}
 	if strings.Contains(e.broker.Log(), "malformed") || strings.Contains(r.logs.String(), "connection lost") {
 		t.Errorf("connection broke under concurrent publishes")
+	}
+}
+
+// TestBrokerRestart: the broker goes away and comes back on the same port
+// with no memory of us; the agent reconnects, subscribes and announces
+// again, and telemetry resumes.
+func TestBrokerRestart(t *testing.T) {
+	e := newEnv(t)
+	r := e.start(e.config("dev1", simParts))
+	r.waitLog(t, "msg=online", 10*time.Second)
+	port := e.broker.Port
+	e.broker.Stop()
+	r.waitLog(t, "connection lost", 10*time.Second)
+	b, err := e.fleet.Start(e.ctx, brokertest.Options{Port: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Stop)
+	e.broker = b
+	e.mon = e.fleet.Client(b, e.fleet.Monitor)
+	e.ops = e.fleet.Client(b, e.fleet.Ops)
+	sub := e.sub("edge/dev1/#")
+	m, err := sub.NextMsg("edge/dev1/status", 15*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := decode[statusMsg](t, m.Payload); st.State != "online" {
+		t.Errorf("status after restart = %+v", st)
+	}
+	if _, err := sub.Next("edge/dev1/telemetry/sim1", 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	// Commands work again: the subscription was made anew.
+	if err := e.ops.Pub(e.ctx, "edge/dev1/cmd", []byte(`{"id":"r1","action":"ping"}`), 1, false); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := sub.Next("edge/dev1/reply", 5*time.Second); err != nil || !strings.Contains(p, `"ok":true`) {
+		t.Fatalf("reply after restart: %q, %v", p, err)
 	}
 }

@@ -46,6 +46,7 @@ type Options struct {
 	CertFile  string // broker certificate; "" is the fleet's broker.crt
 	KeyFile   string
 	Extra     string // more mosquitto.conf lines
+	Port      int    // listen here (e.g. to restart a broker in place); 0 picks a free port
 }
 
 // Broker is a running Mosquitto.
@@ -91,11 +92,13 @@ func start(ctx context.Context, dir, ca, cert, key string, o Options) (*Broker, 
 	if err := os.WriteFile(aclPath, []byte(acl), 0o644); err != nil {
 		return nil, err
 	}
-	var lastErr error
+	var lastErr, err error
 	for attempt := 0; attempt < 5; attempt++ {
-		port, err := freePort()
-		if err != nil {
-			return nil, err
+		port := o.Port
+		if port == 0 {
+			if port, err = freePort(); err != nil {
+				return nil, err
+			}
 		}
 		var conf strings.Builder
 		if os.Geteuid() == 0 {
@@ -130,7 +133,7 @@ func start(ctx context.Context, dir, ca, cert, key string, o Options) (*Broker, 
 		if err := b.waitReady(ctx, 10*time.Second); err != nil {
 			b.Stop()
 			lastErr = err
-			if strings.Contains(b.Log(), "Address already in use") {
+			if o.Port == 0 && strings.Contains(b.Log(), "Address already in use") {
 				continue
 			}
 			return nil, err
