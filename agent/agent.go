@@ -73,6 +73,9 @@ type Daemon struct {
 	dedup   *dedup
 	up      chan context.Context // a connection came up: subscribe, announce (ctx ends with it)
 	link    link
+	actMu   sync.Mutex // orders actuator Set+state publish against the announce
+	flaps   flapBackoff
+	goodbye atomic.Bool // offline could not be published: disconnect so the broker sends the will
 	offline atomic.Bool // readings are being dropped because the link is down
 	dropped atomic.Uint64
 	refused refusals
@@ -180,7 +183,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer cancel()
 	pctx, pcancel := context.WithTimeout(sctx, d.stopTO*2/3)
 	if err := d.publishJSON(pctx, d.topics.status, d.statusPayload("offline"), true, nil); err != nil {
-		d.log.Warn("could not publish offline on stop; the broker will publish the will instead", "err", err)
+		// DISCONNECT 0x04 asks the broker to publish the will (offline)
+		// instead of discarding it, so online is not left retained.
+		d.goodbye.Store(true)
+		d.log.Warn("could not publish offline on stop; asking the broker to publish the will", "err", err)
 	}
 	pcancel()
 	if err := cm.Disconnect(sctx); err != nil {
@@ -209,9 +215,11 @@ func (d *Daemon) announceLoop(ctx context.Context) error {
 		if err := d.subscribe(lctx); err != nil && lctx.Err() == nil {
 			d.log.Error("subscribe to commands failed", "topic", d.topics.cmd, "err", err)
 		}
+		d.actMu.Lock()
 		for _, a := range d.actuators {
 			_ = d.publishState(lctx, a.Name(), a.State())
 		}
+		d.actMu.Unlock()
 		if err := d.publishJSON(lctx, d.topics.status, d.statusPayload("online"), true, nil); err == nil {
 			d.log.Info("online", "status", d.topics.status)
 		}
@@ -274,6 +282,10 @@ func (r *refusals) note(topic string, now time.Time) (log bool, count int) {
 	defer r.mu.Unlock()
 	if r.last == nil {
 		r.last, r.n = map[string]time.Time{}, map[string]int{}
+	}
+	if len(r.n) > 256 { // topics come from requesters' Response Topics: bound them
+		clear(r.n)
+		clear(r.last)
 	}
 	r.n[topic]++
 	if t, ok := r.last[topic]; ok && now.Sub(t) < time.Minute {

@@ -3,6 +3,7 @@ package agent
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -41,7 +42,7 @@ func TestTelemetry(t *testing.T) {
 		}
 		got = append(got, decode[telemetryMsg](t, p))
 	}
-	var first, last time.Time
+	var stamps []time.Time
 	for i, m := range got {
 		ts, err := time.Parse(time.RFC3339Nano, m.TS)
 		if err != nil || !strings.HasSuffix(m.TS, "Z") {
@@ -56,19 +57,21 @@ func TestTelemetry(t *testing.T) {
 		if _, ok := m.Values["temperature_c"]; !ok {
 			t.Errorf("reading %d: values %v lack temperature_c", i, m.Values)
 		}
-		if i == 0 {
-			first = ts
-		}
-		last = ts
+		stamps = append(stamps, ts)
 	}
 	if got[0].Seq != 1 {
 		t.Errorf("first seq = %d, want 1", got[0].Seq)
 	}
-	// The agent's own timestamps measure the rate; the broker's delivery
-	// timing plays no part.
-	mean := last.Sub(first) / time.Duration(len(got)-1)
-	if mean < 180*time.Millisecond || mean > 220*time.Millisecond {
-		t.Errorf("mean interval %v, want 200ms ±10%%", mean)
+	// The agent's own timestamps measure the rate (the broker's delivery
+	// timing plays no part), and the median ignores one late tick on a
+	// loaded machine.
+	var gaps []time.Duration
+	for i := 1; i < len(stamps); i++ {
+		gaps = append(gaps, stamps[i].Sub(stamps[i-1]))
+	}
+	slices.Sort(gaps)
+	if med := gaps[len(gaps)/2]; med < 180*time.Millisecond || med > 220*time.Millisecond {
+		t.Errorf("median interval %v (all: %v), want 200ms ±10%%", med, gaps)
 	}
 }
 

@@ -89,9 +89,13 @@ func TestCommands(t *testing.T) {
 		if err := c.ops.Pub(c.ctx, "edge/dev1/cmd", []byte(`{"id":"c5","action":"set","args":{"actuator":"relay1","value":true}}`), 1, false); err != nil {
 			t.Fatal(err)
 		}
-		m, err := c.sub.NextMsg("edge/dev1/state/relay1", 5*time.Second)
-		if err != nil {
-			t.Fatal(err)
+		// The announce published the initial false; wait for the change.
+		var m brokertest.Msg
+		for !strings.Contains(m.Payload, `"value":true`) {
+			var err error
+			if m, err = c.sub.NextMsg("edge/dev1/state/relay1", 5*time.Second); err != nil {
+				t.Fatal(err)
+			}
 		}
 		st := decode[struct {
 			Value any    `json:"value"`
@@ -126,6 +130,9 @@ func TestCommands(t *testing.T) {
 		}
 	})
 	t.Run("expired", func(t *testing.T) {
+		if r, _ := c.send(t, `{"id":"c7","action":"set","args":{"actuator":"relay1","value":false}}`, "", ""); !r.OK {
+			t.Fatalf("set false: %+v", r)
+		}
 		past := time.Now().Add(-time.Minute).UTC().Format(time.RFC3339)
 		r, _ := c.send(t, fmt.Sprintf(`{"id":"c8","action":"set","args":{"actuator":"relay1","value":true},"expires":%q}`, past), "", "")
 		if r.OK || !strings.Contains(r.Error, "expired") {

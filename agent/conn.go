@@ -24,7 +24,31 @@ const (
 	publishTimeout = 10 * time.Second
 	backoffBase    = 500 * time.Millisecond
 	backoffCap     = 60 * time.Second
+	receiveMaximum = 32               // unacknowledged commands the broker may send ahead
+	stableLink     = 10 * time.Second // a connection up this long resets the backoff
 )
+
+// flapBackoff carries the backoff count across connections that drop soon
+// after they come up.
+type flapBackoff struct {
+	mu    sync.Mutex
+	since time.Time
+	n     int
+}
+
+func (f *flapBackoff) up(now time.Time) { f.mu.Lock(); f.since = now; f.mu.Unlock() }
+
+func (f *flapBackoff) down(now time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if now.Sub(f.since) < stableLink {
+		f.n++
+	} else {
+		f.n = 0
+	}
+}
+
+func (f *flapBackoff) count() int { f.mu.Lock(); defer f.mu.Unlock(); return f.n }
 
 // backoff is the delay before connection attempt n of one outage: none
 // before the first, then exponential from backoffBase with jitter in the
@@ -61,6 +85,10 @@ func (d *Daemon) clientConfig() autopaho.ClientConfig {
 		SessionExpiryInterval:         sessionExpiry,
 		ConnectTimeout:                dialTimeout,
 		ReconnectBackoff: func(n int) time.Duration {
+			// autopaho counts attempts per outage; a connection that drops
+			// soon after it came up (two boards with one certificate taking
+			// the session from each other) continues the count instead.
+			n += d.flaps.count()
 			w := backoff(n, rand.Float64)
 			if n > 0 {
 				d.log.Info("retrying broker connection", "attempt", n+1, "in", w.Round(time.Millisecond))
@@ -70,6 +98,7 @@ func (d *Daemon) clientConfig() autopaho.ClientConfig {
 		AttemptConnection: d.dial,
 		OnConnectionUp: func(_ *autopaho.ConnectionManager, _ *paho.Connack) {
 			d.attempt.reset()
+			d.flaps.up(d.now())
 			if d.offline.Swap(false) {
 				d.log.Info("connection restored", "dropped_offline", d.dropped.Load())
 			}
@@ -85,6 +114,7 @@ func (d *Daemon) clientConfig() autopaho.ClientConfig {
 		},
 		OnConnectionDown: func() bool {
 			d.link.down()
+			d.flaps.down(d.now())
 			d.offline.Store(true)
 			d.log.Warn("connection lost; reconnecting", "broker", d.brokerLabel())
 			return true
@@ -97,11 +127,25 @@ func (d *Daemon) clientConfig() autopaho.ClientConfig {
 			payload, _ := json.Marshal(d.statusPayload("offline"))
 			cp.WillMessage = &paho.WillMessage{Retain: true, QoS: 1, Topic: d.topics.status, Payload: payload}
 			cp.WillProperties = &paho.WillProperties{}
+			// Commands are acknowledged once answered; this bounds how many
+			// the broker sends ahead.
+			if cp.Properties == nil {
+				cp.Properties = &paho.ConnectProperties{}
+			}
+			rm := uint16(receiveMaximum)
+			cp.Properties.ReceiveMaximum = &rm
 			return cp, nil
 		},
+		DisconnectPacketBuilder: func() *paho.Disconnect {
+			if d.goodbye.Load() {
+				return &paho.Disconnect{ReasonCode: 0x04} // disconnect with will message
+			}
+			return &paho.Disconnect{ReasonCode: 0}
+		},
 		ClientConfig: paho.ClientConfig{
-			ClientID:          d.id,
-			OnPublishReceived: []func(paho.PublishReceived) (bool, error){d.onPublish},
+			ClientID:                   d.id,
+			EnableManualAcknowledgment: true,
+			OnPublishReceived:          []func(paho.PublishReceived) (bool, error){d.onPublish},
 			OnClientError: func(err error) {
 				d.log.Warn("connection error", "cause", tlsclient.Explain(err, d.cfg.Broker.Host))
 			},

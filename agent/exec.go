@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/edgeagent/agent/agent/command"
@@ -28,25 +30,37 @@ type item struct {
 	size        int
 	respTopic   string
 	correlation []byte
-	busy        bool // the queue was full: answer, do not run
+	busy        bool    // the queue was full: answer, do not run (payload dropped)
+	busyID      *string // the command's id, when a busy one had a readable id
+	ack         func()  // acknowledge to the broker (manual ack), once answered
 }
 
-// cmdQueue is an unbounded-by-count but bounded-by-work FIFO: paho's
-// receive callback must never block (it also carries our PUBACKs), so
-// commands past maxQueued are queued as "busy" answers without payload.
+// cmdQueue is the FIFO between paho's receive callback, which must never
+// block (it also carries our PUBACKs), and the executor. QoS 1 commands are
+// acknowledged only once answered, so the broker holds back more than
+// receiveMaximum of them; the limits below matter only for QoS 0 floods:
+// past max a command is queued as a "busy" answer without its payload, past
+// 4×max it is dropped (and counted).
 type cmdQueue struct {
-	mu    sync.Mutex
-	items []item
-	max   int
-	ready chan struct{}
+	mu      sync.Mutex
+	items   []item
+	max     int
+	dropped int
+	ready   chan struct{}
 }
 
 func newCmdQueue(max int) *cmdQueue { return &cmdQueue{max: max, ready: make(chan struct{}, 1)} }
 
-func (q *cmdQueue) push(it item) {
+// push queues it and reports false when it had to be dropped.
+func (q *cmdQueue) push(it item) bool {
 	q.mu.Lock()
-	if len(q.items) >= q.max {
-		it.busy = true
+	switch n := len(q.items); {
+	case n >= 4*q.max:
+		q.dropped++
+		q.mu.Unlock()
+		return false
+	case n >= q.max:
+		it.busy, it.busyID, it.payload = true, command.PeekID(it.payload), nil
 	}
 	q.items = append(q.items, it)
 	q.mu.Unlock()
@@ -54,6 +68,7 @@ func (q *cmdQueue) push(it item) {
 	case q.ready <- struct{}{}:
 	default:
 	}
+	return true
 }
 
 func (q *cmdQueue) pop(ctx context.Context) (item, bool) {
@@ -109,10 +124,16 @@ func (c *dedup) put(id string, reply []byte) {
 // onPublish is paho's receive callback; it must not block.
 func (d *Daemon) onPublish(pr paho.PublishReceived) (bool, error) {
 	p := pr.Packet
+	ack := func() {
+		if err := pr.Client.Ack(p); err != nil {
+			d.log.Debug("ack failed", "err", err)
+		}
+	}
 	if p.Topic != d.topics.cmd {
+		ack()
 		return false, nil
 	}
-	it := item{size: len(p.Payload)}
+	it := item{size: len(p.Payload), ack: ack}
 	if it.size <= command.MaxPayload { // an oversize payload is answered by its size alone
 		it.payload = slices.Clone(p.Payload)
 	}
@@ -120,7 +141,10 @@ func (d *Daemon) onPublish(pr paho.PublishReceived) (bool, error) {
 		it.respTopic = p.Properties.ResponseTopic
 		it.correlation = slices.Clone(p.Properties.CorrelationData)
 	}
-	d.queue.push(it)
+	if !d.queue.push(it) {
+		ack() // QoS 0 flood: there is nothing to redeliver
+		d.log.Warn("command dropped: too many waiting", "waiting", 4*maxQueued)
+	}
 	return true, nil
 }
 
@@ -149,9 +173,19 @@ func (d *Daemon) handle(ctx context.Context, it item) {
 	if it.correlation != nil {
 		props = &paho.PublishProperties{CorrelationData: it.correlation}
 	}
+	// The command is acknowledged to the broker only once its reply is: if
+	// the link drops first, the broker redelivers it and the dedup cache
+	// answers it again without running it twice.
 	send := func(b []byte) {
-		if err := d.publish(ctx, topic, b, false, props); err != nil {
+		err := d.publish(ctx, topic, b, false, props)
+		if err != nil {
 			d.log.Warn("reply not delivered", "topic", topic, "err", err)
+		}
+		if errors.Is(err, autopaho.ConnectionDownError) || ctx.Err() != nil {
+			return
+		}
+		if it.ack != nil {
+			it.ack()
 		}
 	}
 	var reply command.Reply
@@ -195,15 +229,7 @@ func (d *Daemon) handle(ctx context.Context, it item) {
 
 func (d *Daemon) decode(it item) (command.Request, error) {
 	if it.busy {
-		// Read the id if we can, to say which command was refused.
-		r, err := command.Decode(it.payload)
-		var id *string
-		if err == nil {
-			id = &r.ID
-		} else if ce := (*command.Error)(nil); errors.As(err, &ce) {
-			id = ce.ID
-		}
-		return r, &command.Error{ID: id, Msg: fmt.Sprintf("agent busy: more than %d commands waiting; not run, send it again later", maxQueued)}
+		return command.Request{}, &command.Error{ID: it.busyID, Msg: fmt.Sprintf("agent busy: more than %d commands waiting; not run, send it again later", maxQueued)}
 	}
 	if it.size > command.MaxPayload {
 		return command.Request{}, &command.Error{Msg: fmt.Sprintf("command is %d bytes, over the %d byte limit", it.size, command.MaxPayload)}
@@ -249,12 +275,16 @@ func (d *Daemon) execute(ctx context.Context, req command.Request) command.Reply
 		if !ok {
 			return command.Fail(&req.ID, fmt.Sprintf("unknown actuator %q (configured: %s)", clip(req.Set.Actuator), names(d.actuators)))
 		}
+		// Set and its state publish are one step against the announce after a
+		// reconnect, so a stale state can never be retained last.
+		d.actMu.Lock()
+		defer d.actMu.Unlock()
 		before := a.State()
 		now, err := a.Set(ctx, req.Set.Value)
 		if err != nil {
 			return command.Fail(&req.ID, err.Error())
 		}
-		if before != now {
+		if !reflect.DeepEqual(before, now) {
 			if err := d.publishState(ctx, a.Name(), now); err != nil {
 				d.log.Warn("state not published", "actuator", a.Name(), "err", err)
 			}
@@ -298,6 +328,12 @@ func (d *Daemon) publishReading(ctx context.Context, r sensors.Reading) {
 	err := d.publishJSON(ctx, d.topics.telemetry(r.Sensor), telemetry{TS: stamp(r.TS), Sensor: r.Sensor, Type: r.Type, Seq: r.Seq, Values: r.Values}, false, nil)
 	if err == nil || ctx.Err() != nil || errors.Is(err, errRefused) {
 		return // a refusal is logged by publish
+	}
+	if !errors.Is(err, autopaho.ConnectionDownError) {
+		// Timed out while connected: paho keeps it in the session and may
+		// still deliver it, so it is not counted as dropped.
+		d.log.Warn("telemetry publish not acknowledged in time", "sensor", r.Sensor, "err", err)
+		return
 	}
 	d.dropped.Add(1)
 	if !d.offline.Swap(true) {

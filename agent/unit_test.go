@@ -50,15 +50,25 @@ func TestDedup(t *testing.T) {
 
 func TestQueueOrderAndBusy(t *testing.T) {
 	q := newCmdQueue(2)
-	for i := range 3 {
-		q.push(item{payload: []byte{byte(i)}})
+	for i := range 9 {
+		ok := q.push(item{payload: fmt.Appendf(nil, `{"id":"c%d"}`, i)})
+		if ok != (i < 8) {
+			t.Errorf("push %d = %v; want drops only past 4×max", i, ok)
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	for i := range 3 {
+	for i := range 8 {
 		it, ok := q.pop(ctx)
-		if !ok || it.payload[0] != byte(i) || it.busy != (i == 2) {
-			t.Errorf("pop %d = %+v, %v", i, it, ok)
+		if !ok {
+			t.Fatalf("pop %d: empty", i)
+		}
+		want := fmt.Sprintf("c%d", i)
+		switch {
+		case i < 2 && (it.busy || string(it.payload) != fmt.Sprintf(`{"id":%q}`, want)):
+			t.Errorf("pop %d = %+v, want the command in order", i, it)
+		case i >= 2 && (!it.busy || it.payload != nil || it.busyID == nil || *it.busyID != want):
+			t.Errorf("pop %d = %+v, want a busy answer for %s without payload", i, it, want)
 		}
 	}
 	cancel()
@@ -89,5 +99,22 @@ func TestRefusalsRateLimit(t *testing.T) {
 	}
 	if log, n := r.note("a", t0.Add(61*time.Second)); !log || n != 2 {
 		t.Errorf("after a minute: log=%v n=%d, want the count of 2", log, n)
+	}
+}
+
+func TestFlapBackoff(t *testing.T) {
+	var f flapBackoff
+	t0 := time.Unix(1000, 0)
+	f.up(t0)
+	f.down(t0.Add(time.Second)) // dropped at once: count on
+	f.up(t0.Add(2 * time.Second))
+	f.down(t0.Add(3 * time.Second))
+	if f.count() != 2 {
+		t.Errorf("after two flaps count = %d, want 2", f.count())
+	}
+	f.up(t0.Add(4 * time.Second))
+	f.down(t0.Add(4*time.Second + stableLink)) // a stable link resets it
+	if f.count() != 0 {
+		t.Errorf("after a stable link count = %d, want 0", f.count())
 	}
 }

@@ -55,6 +55,18 @@ type SetArgs struct {
 	Value    any
 }
 
+// PeekID returns the id of a command payload when it can be read, else nil.
+// It does no other validation.
+func PeekID(payload []byte) *string {
+	var w struct {
+		ID string `json:"id"`
+	}
+	if len(payload) > MaxPayload || json.Unmarshal(payload, &w) != nil || w.ID == "" || len(w.ID) > MaxIDLen {
+		return nil
+	}
+	return &w.ID
+}
+
 // Error is a decode failure. ID is the command's id when it could be read.
 type Error struct {
 	ID  *string
@@ -83,8 +95,14 @@ func Decode(payload []byte) (Request, error) {
 	if !utf8.Valid(payload) {
 		return r, fail(nil, "command is not valid UTF-8 JSON")
 	}
+	// A loose parse first, so the id is known for the reply even when the
+	// strict one below refuses an unknown field or trailing data.
 	var w wire
-	if err := strictUnmarshal(payload, &w); err != nil {
+	if err := json.NewDecoder(bytes.NewReader(payload)).Decode(&w); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field == "" {
+			return r, fail(nil, "command is not a JSON object: got %s", article(te.Value))
+		}
 		return r, fail(nil, "command is not a JSON object: %s", jsonErr(err))
 	}
 	var id *string
@@ -98,6 +116,13 @@ func Decode(payload []byte) (Request, error) {
 		return r, fail(nil, `"id" must be 1-%d bytes, got %d`, MaxIDLen, len(r.ID))
 	}
 	id = &r.ID
+	if err := strictUnmarshal(payload, &wire{}); err != nil {
+		msg := jsonErr(err)
+		if strings.HasPrefix(msg, "unknown field") {
+			msg += " (a command has id, action, args and expires)"
+		}
+		return r, fail(id, "command: %s", msg)
+	}
 	if len(w.Action) == 0 {
 		return r, fail(id, `command has no "action": use "ping", "read" or "set"`)
 	}
@@ -147,7 +172,9 @@ func Decode(payload []byte) (Request, error) {
 			return r, fail(id, `set needs args.value`)
 		}
 		r.Set.Actuator = sa.Actuator
-		_ = json.Unmarshal(sa.Value, &r.Set.Value) // valid: the decoder above parsed it
+		if err := json.Unmarshal(sa.Value, &r.Set.Value); err != nil {
+			return r, fail(id, "set args.value: %s", jsonErr(err)) // e.g. a number beyond float64
+		}
 	default:
 		return r, fail(id, `unknown action %q: use "ping", "read" or "set"`, clip(r.Action))
 	}

@@ -42,7 +42,8 @@ var badCases = []struct {
 }{
 	{``, "", "empty payload"},
 	{`{`, "", "malformed JSON"},
-	{`{"id":"x","action":"ping"} trailing`, "", "trailing data"},
+	{`{"id":"x","action":"ping"} trailing`, "x", "trailing data"},
+	{`{"id":"x","action":"ping"} {}`, "x", "trailing data"},
 	{`"ping"`, "", "not a JSON object"},
 	{`[]`, "", "not a JSON object"},
 	{"\xff", "", "not valid UTF-8"},
@@ -51,7 +52,8 @@ var badCases = []struct {
 	{`{"id":1,"action":"ping"}`, "", `"id" must be a string, got a number`},
 	{`{"id":"","action":"ping"}`, "", `"id" must be 1-128 bytes`},
 	{`{"id":"` + strings.Repeat("i", 129) + `","action":"ping"}`, "", `"id" must be 1-128 bytes`},
-	{`{"id":"c","action":"ping","extra":1}`, "", `unknown field "extra"`},
+	{`{"id":"c","action":"ping","extra":1}`, "c", `unknown field "extra"`},
+	{`{"id":"c","action":"set","args":{"actuator":"r","value":1e999}}`, "c", `set args.value`},
 	{`{"id":"c"}`, "c", `no "action"`},
 	{`{"id":"c","action":5}`, "c", `"action" must be a string`},
 	{`{"id":"c","action":"reboot"}`, "c", `unknown action "reboot"`},
@@ -83,6 +85,18 @@ func TestDecodeErrors(t *testing.T) {
 		}
 		if gotID != tc.id {
 			t.Errorf("Decode(%.60s) id = %q, want %q", tc.in, gotID, tc.id)
+		}
+	}
+}
+
+func TestPeekID(t *testing.T) {
+	for in, want := range map[string]string{`{"id":"a","x":1}`: "a", `{"id":5}`: "", `nope`: "", `{"id":""}`: ""} {
+		got := ""
+		if p := PeekID([]byte(in)); p != nil {
+			got = *p
+		}
+		if got != want {
+			t.Errorf("PeekID(%s) = %q, want %q", in, got, want)
 		}
 	}
 }

@@ -85,7 +85,10 @@ type Actuator struct {
 }
 
 // Duration is a time.Duration written as a Go duration string ("200ms").
-type Duration struct{ time.Duration }
+type Duration struct {
+	time.Duration
+	set bool // written in the file (so "0s" is refused, not defaulted)
+}
 
 // UnmarshalText implements encoding.TextUnmarshaler.
 func (d *Duration) UnmarshalText(b []byte) error {
@@ -93,7 +96,7 @@ func (d *Duration) UnmarshalText(b []byte) error {
 	if err != nil {
 		return fmt.Errorf("%q is not a duration (write it like \"200ms\", \"30s\" or \"5m\")", b)
 	}
-	d.Duration = v
+	d.Duration, d.set = v, true
 	return nil
 }
 
@@ -154,6 +157,9 @@ func Parse(path string, data []byte) (*Config, error) {
 	if !md.IsDefined("broker", "hosts_file") {
 		c.Broker.HostsFile = DefaultHostsFile
 	}
+	if md.IsDefined("mqtt", "prefix") && c.MQTT.Prefix == "" {
+		return nil, fmt.Errorf("config %s: mqtt.prefix is empty: give one topic level (default %q): %w", path, DefaultPrefix, ErrInvalid)
+	}
 	c.applyDefaults()
 	if err := c.validate(); err != nil {
 		return nil, fmt.Errorf("config %s: %w: %w", path, err, ErrInvalid)
@@ -180,11 +186,11 @@ func (c *Config) applyDefaults() {
 	if c.MQTT.Prefix == "" {
 		c.MQTT.Prefix = DefaultPrefix
 	}
-	if c.MQTT.KeepAlive.Duration == 0 {
+	if !c.MQTT.KeepAlive.set {
 		c.MQTT.KeepAlive.Duration = DefaultKeepAlive
 	}
 	for i := range c.Sensors {
-		if c.Sensors[i].Interval.Duration == 0 {
+		if !c.Sensors[i].Interval.set {
 			c.Sensors[i].Interval.Duration = DefaultInterval
 		}
 	}
@@ -234,6 +240,9 @@ func (c *Config) validate() error {
 	if b.Host == "" {
 		return errors.New("broker.host is required: the name the broker's certificate is issued for, e.g. host = \"broker.local\"")
 	}
+	if net.ParseIP(b.Host) != nil {
+		return fmt.Errorf("broker.host %q is an IP address: it must be the name the broker's certificate is issued for; put the IP in broker.address", b.Host)
+	}
 	if !ValidHost(b.Host) {
 		return fmt.Errorf("broker.host %q is not an RFC 1123 host name (letters, digits, hyphens, dot-separated; no IP address, port or scheme)", b.Host)
 	}
@@ -249,7 +258,7 @@ func (c *Config) validate() error {
 	if b.Discover {
 		return errors.New("broker.discover = true: mDNS discovery is not in this build yet; set broker.address, or leave both unset to resolve broker.host")
 	}
-	if c.MQTT.Prefix != "" && !levelRE.MatchString(c.MQTT.Prefix) {
+	if !levelRE.MatchString(c.MQTT.Prefix) {
 		return fmt.Errorf("mqtt.prefix %q: one topic level of letters, digits, '.', '_' or '-' (no '/', '+', '#')", c.MQTT.Prefix)
 	}
 	if ka := c.MQTT.KeepAlive.Duration; ka < 5*time.Second || ka > 65535*time.Second || ka%time.Second != 0 {

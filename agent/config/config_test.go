@@ -54,8 +54,8 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Config{Role: RoleRemote, Broker: Broker{Host: "broker.local", Port: 8883, HostsFile: "/etc/hosts"},
-		TLS: TLS{CA: DefaultCA, Cert: DefaultCert, Key: DefaultKey}, MQTT: MQTT{Prefix: "edge", KeepAlive: Duration{30 * time.Second}}}
-	if c.Role != want.Role || c.Broker != want.Broker || c.TLS != want.TLS || c.MQTT != want.MQTT {
+		TLS: TLS{CA: DefaultCA, Cert: DefaultCert, Key: DefaultKey}, MQTT: MQTT{Prefix: "edge", KeepAlive: Duration{Duration: 30 * time.Second}}}
+	if c.Role != want.Role || c.Broker != want.Broker || c.TLS != want.TLS || c.MQTT.Prefix != want.MQTT.Prefix || c.MQTT.KeepAlive.Duration != want.MQTT.KeepAlive.Duration {
 		t.Errorf("got %+v\nwant %+v", c, want)
 	}
 	if c.Sensors[0].Interval.Duration != time.Second {
@@ -90,6 +90,10 @@ var badCases = []struct {
 	{"sensor dup", "[broker]\nhost=\"b\"\n[[sensor]]\nname=\"a\"\ntype=\"sim\"\n[[sensor]]\nname=\"a\"\ntype=\"sim\"", `sensor[1].name "a": already used by sensor[0]`},
 	{"sensor no type", "[broker]\nhost=\"b\"\n[[sensor]]\nname=\"a\"", "sensor[0] (a).type is required"},
 	{"interval too short", "[broker]\nhost=\"b\"\n[[sensor]]\nname=\"a\"\ntype=\"sim\"\ninterval=\"1ms\"", "sensor[0] (a).interval 1ms"},
+	{"host is an IP", "[broker]\nhost=\"10.0.0.1\"", `broker.host "10.0.0.1" is an IP address`},
+	{"empty prefix", "[broker]\nhost=\"b\"\n[mqtt]\nprefix=\"\"", "mqtt.prefix is empty"},
+	{"zero keepalive", "[broker]\nhost=\"b\"\n[mqtt]\nkeepalive=\"0s\"", "mqtt.keepalive 0s"},
+	{"zero interval", "[broker]\nhost=\"b\"\n[[sensor]]\nname=\"a\"\ntype=\"sim\"\ninterval=\"0s\"", "sensor[0] (a).interval 0s"},
 	{"actuator no type", "[broker]\nhost=\"b\"\n[[actuator]]\nname=\"r\"", "actuator[0] (r).type is required"},
 }
 
