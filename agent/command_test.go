@@ -72,6 +72,18 @@ func TestCommands(t *testing.T) {
 			t.Errorf("reply on %s = %+v, correlation %q, want ok with req-42", m.Topic, r, m.Correlation)
 		}
 	})
+	t.Run("response topic outside the ACL is refused and logged", func(t *testing.T) {
+		if err := c.ops.Pub(c.ctx, "edge/dev1/cmd", []byte(`{"id":"c2x","action":"ping"}`), 1, false,
+			[]string{"publish", "response-topic", "ops/inbox"}); err != nil {
+			t.Fatal(err)
+		}
+		line := c.r.waitLog(t, "topic=ops/inbox", 5*time.Second)
+		for _, w := range []string{"broker refused publish", "0x87", "Response Topics under edge/dev1/reply/"} {
+			if !strings.Contains(line, w) {
+				t.Errorf("log lacks %q: %s", w, line)
+			}
+		}
+	})
 	t.Run("read all", func(t *testing.T) {
 		r, _ := c.send(t, `{"id":"c3","action":"read"}`, "", "")
 		v, ok := r.Result["sim1"].(map[string]any)

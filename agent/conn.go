@@ -24,7 +24,6 @@ const (
 	publishTimeout = 10 * time.Second
 	backoffBase    = 500 * time.Millisecond
 	backoffCap     = 60 * time.Second
-	receiveMaximum = 32               // unacknowledged commands the broker may send ahead
 	stableLink     = 10 * time.Second // a connection up this long resets the backoff
 )
 
@@ -127,13 +126,6 @@ func (d *Daemon) clientConfig() autopaho.ClientConfig {
 			payload, _ := json.Marshal(d.statusPayload("offline"))
 			cp.WillMessage = &paho.WillMessage{Retain: true, QoS: 1, Topic: d.topics.status, Payload: payload}
 			cp.WillProperties = &paho.WillProperties{}
-			// Commands are acknowledged once answered; this bounds how many
-			// the broker sends ahead.
-			if cp.Properties == nil {
-				cp.Properties = &paho.ConnectProperties{}
-			}
-			rm := uint16(receiveMaximum)
-			cp.Properties.ReceiveMaximum = &rm
 			return cp, nil
 		},
 		DisconnectPacketBuilder: func() *paho.Disconnect {
@@ -143,9 +135,8 @@ func (d *Daemon) clientConfig() autopaho.ClientConfig {
 			return &paho.Disconnect{ReasonCode: 0}
 		},
 		ClientConfig: paho.ClientConfig{
-			ClientID:                   d.id,
-			EnableManualAcknowledgment: true,
-			OnPublishReceived:          []func(paho.PublishReceived) (bool, error){d.onPublish},
+			ClientID:          d.id,
+			OnPublishReceived: []func(paho.PublishReceived) (bool, error){d.onPublish},
 			OnClientError: func(err error) {
 				d.log.Warn("connection error", "cause", tlsclient.Explain(err, d.cfg.Broker.Host))
 			},

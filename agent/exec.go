@@ -32,15 +32,12 @@ type item struct {
 	correlation []byte
 	busy        bool    // the queue was full: answer, do not run (payload dropped)
 	busyID      *string // the command's id, when a busy one had a readable id
-	ack         func()  // acknowledge to the broker (manual ack), once answered
 }
 
 // cmdQueue is the FIFO between paho's receive callback, which must never
-// block (it also carries our PUBACKs), and the executor. QoS 1 commands are
-// acknowledged only once answered, so the broker holds back more than
-// receiveMaximum of them; the limits below matter only for QoS 0 floods:
-// past max a command is queued as a "busy" answer without its payload, past
-// 4×max it is dropped (and counted).
+// block (it also carries our PUBACKs), and the executor. Past max waiting,
+// a command is queued as a "busy" answer without its payload; past 4×max it
+// is dropped with a log line (a flood, not a workload).
 type cmdQueue struct {
 	mu      sync.Mutex
 	items   []item
@@ -124,16 +121,10 @@ func (c *dedup) put(id string, reply []byte) {
 // onPublish is paho's receive callback; it must not block.
 func (d *Daemon) onPublish(pr paho.PublishReceived) (bool, error) {
 	p := pr.Packet
-	ack := func() {
-		if err := pr.Client.Ack(p); err != nil {
-			d.log.Debug("ack failed", "err", err)
-		}
-	}
 	if p.Topic != d.topics.cmd {
-		ack()
 		return false, nil
 	}
-	it := item{size: len(p.Payload), ack: ack}
+	it := item{size: len(p.Payload)}
 	if it.size <= command.MaxPayload { // an oversize payload is answered by its size alone
 		it.payload = slices.Clone(p.Payload)
 	}
@@ -142,7 +133,6 @@ func (d *Daemon) onPublish(pr paho.PublishReceived) (bool, error) {
 		it.correlation = slices.Clone(p.Properties.CorrelationData)
 	}
 	if !d.queue.push(it) {
-		ack() // QoS 0 flood: there is nothing to redeliver
 		d.log.Warn("command dropped: too many waiting", "waiting", 4*maxQueued)
 	}
 	return true, nil
@@ -173,19 +163,11 @@ func (d *Daemon) handle(ctx context.Context, it item) {
 	if it.correlation != nil {
 		props = &paho.PublishProperties{CorrelationData: it.correlation}
 	}
-	// The command is acknowledged to the broker only once its reply is: if
-	// the link drops first, the broker redelivers it and the dedup cache
-	// answers it again without running it twice.
+	// A reply lost with the link is recovered by the requester sending the
+	// same id again: the dedup cache answers it without running it twice.
 	send := func(b []byte) {
-		err := d.publish(ctx, topic, b, false, props)
-		if err != nil {
+		if err := d.publish(ctx, topic, b, false, props); err != nil {
 			d.log.Warn("reply not delivered", "topic", topic, "err", err)
-		}
-		if errors.Is(err, autopaho.ConnectionDownError) || ctx.Err() != nil {
-			return
-		}
-		if it.ack != nil {
-			it.ack()
 		}
 	}
 	var reply command.Reply
