@@ -264,35 +264,37 @@ func (c *Config) validate() error {
 	if ka := c.MQTT.KeepAlive.Duration; ka < 5*time.Second || ka > 65535*time.Second || ka%time.Second != 0 {
 		return fmt.Errorf("mqtt.keepalive %v: whole seconds between 5s and 65535s", ka)
 	}
-	names := map[string]string{}
+	seen := map[string]string{}
 	for i, s := range c.Sensors {
 		key := fmt.Sprintf("sensor[%d]", i)
-		if !levelRE.MatchString(s.Name) {
-			return fmt.Errorf("%s.name %q: required; letters, digits, '.', '_' or '-' (it is a topic level)", key, s.Name)
-		}
-		if prev, dup := names["s"+s.Name]; dup {
-			return fmt.Errorf("%s.name %q: already used by %s", key, s.Name, prev)
-		}
-		names["s"+s.Name] = key
-		if s.Type == "" {
-			return fmt.Errorf("%s (%s).type is required", key, s.Name)
+		if err := checkPart(key, s.Name, s.Type, seen); err != nil {
+			return err
 		}
 		if s.Interval.Duration < MinInterval {
 			return fmt.Errorf("%s (%s).interval %v: must be at least %v", key, s.Name, s.Interval.Duration, MinInterval)
 		}
 	}
+	seen = map[string]string{} // a sensor and an actuator may share a name: their topics differ
 	for i, a := range c.Actuators {
-		key := fmt.Sprintf("actuator[%d]", i)
-		if !levelRE.MatchString(a.Name) {
-			return fmt.Errorf("%s.name %q: required; letters, digits, '.', '_' or '-' (it is a topic level)", key, a.Name)
+		if err := checkPart(fmt.Sprintf("actuator[%d]", i), a.Name, a.Type, seen); err != nil {
+			return err
 		}
-		if prev, dup := names["a"+a.Name]; dup {
-			return fmt.Errorf("%s.name %q: already used by %s", key, a.Name, prev)
-		}
-		names["a"+a.Name] = key
-		if a.Type == "" {
-			return fmt.Errorf("%s (%s).type is required", key, a.Name)
-		}
+	}
+	return nil
+}
+
+// checkPart validates the name and type of one [[sensor]] or [[actuator]];
+// seen maps names already used to their keys.
+func checkPart(key, name, typ string, seen map[string]string) error {
+	if !levelRE.MatchString(name) {
+		return fmt.Errorf("%s.name %q: required; letters, digits, '.', '_' or '-' (it is a topic level)", key, name)
+	}
+	if prev, dup := seen[name]; dup {
+		return fmt.Errorf("%s.name %q: already used by %s", key, name, prev)
+	}
+	seen[name] = key
+	if typ == "" {
+		return fmt.Errorf("%s (%s).type is required", key, name)
 	}
 	return nil
 }
