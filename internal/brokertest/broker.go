@@ -47,13 +47,22 @@ type Options struct {
 	KeyFile   string
 	Extra     string // more mosquitto.conf lines
 	Port      int    // listen here (e.g. to restart a broker in place); 0 picks a free port
+	// Listen is the address to listen on ("" is 127.0.0.1).
+	Listen string
+	// Wrap runs the broker and clients through a command prefix, e.g.
+	// {"ip", "netns", "exec", "ns1"} to put them in a test's network
+	// namespace; readiness is then read from the broker's log (the test
+	// process cannot dial into the namespace). Needs Port set.
+	Wrap []string
 }
 
 // Broker is a running Mosquitto.
 type Broker struct {
-	Addr string // 127.0.0.1:port
+	Addr string // listen address:port
+	Host string // listen address
 	Port int
 	Dir  string
+	Wrap []string
 
 	cmd     *exec.Cmd
 	logPath string
@@ -110,20 +119,24 @@ func start(ctx context.Context, dir, ca, cert, key string, o Options) (*Broker, 
 		fmt.Fprintf(&conf, "log_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\nlog_type information\nconnection_messages true\n")
 		fmt.Fprintf(&conf, "set_tcp_nodelay %t\n", !o.KeepNagle)
 		fmt.Fprintf(&conf, "acl_file %s\n", aclPath)
-		fmt.Fprintf(&conf, "listener %d 127.0.0.1\ncafile %s\ncertfile %s\nkeyfile %s\n", port, ca, cert, key)
+		host := o.Listen
+		if host == "" {
+			host = "127.0.0.1"
+		}
+		fmt.Fprintf(&conf, "listener %d %s\ncafile %s\ncertfile %s\nkeyfile %s\n", port, host, ca, cert, key)
 		fmt.Fprintf(&conf, "require_certificate true\nuse_identity_as_username true\ntls_version tlsv1.2\n")
 		conf.WriteString(o.Extra)
 		confPath := filepath.Join(dir, "mosquitto.conf")
 		if err := os.WriteFile(confPath, []byte(conf.String()), 0o644); err != nil {
 			return nil, err
 		}
-		b := &Broker{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Port: port, Dir: dir,
+		b := &Broker{Addr: net.JoinHostPort(host, strconv.Itoa(port)), Host: host, Port: port, Dir: dir, Wrap: o.Wrap,
 			logPath: filepath.Join(dir, "mosquitto.log"), done: make(chan struct{})}
 		logf, err := os.Create(b.logPath)
 		if err != nil {
 			return nil, err
 		}
-		b.cmd = exec.Command(MosquittoPath, "-c", confPath)
+		b.cmd = wrapped(o.Wrap, MosquittoPath, "-c", confPath)
 		b.cmd.Stdout, b.cmd.Stderr = logf, logf
 		if err := b.cmd.Start(); err != nil {
 			logf.Close()
@@ -149,8 +162,11 @@ func (b *Broker) waitReady(ctx context.Context, limit time.Duration) error {
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		c, err := net.DialTimeout("tcp", b.Addr, 200*time.Millisecond)
-		if err == nil {
+		if len(b.Wrap) > 0 {
+			if strings.Contains(b.Log(), " running") {
+				return nil
+			}
+		} else if c, err := net.DialTimeout("tcp", b.Addr, 200*time.Millisecond); err == nil {
 			c.Close()
 			return nil
 		}
@@ -204,7 +220,7 @@ type Client struct {
 }
 
 func (c *Client) tlsArgs() []string {
-	return []string{"-h", "127.0.0.1", "-p", strconv.Itoa(c.Broker.Port), "--cafile", c.CA, "--cert", c.Cert, "--key", c.Key, "-V", "mqttv5"}
+	return []string{"-h", c.Broker.Host, "-p", strconv.Itoa(c.Broker.Port), "--cafile", c.CA, "--cert", c.Cert, "--key", c.Key, "-V", "mqttv5"}
 }
 
 // Pub publishes one message with mosquitto_pub. props are extra -D arguments,
@@ -218,7 +234,7 @@ func (c *Client) Pub(ctx context.Context, topic string, payload []byte, qos int,
 		args = append(args, "-D")
 		args = append(args, p...)
 	}
-	cmd := exec.CommandContext(ctx, "mosquitto_pub", args...)
+	cmd := wrappedContext(ctx, c.Broker.Wrap, "mosquitto_pub", args...)
 	cmd.Stdin = bytes.NewReader(payload)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -246,7 +262,7 @@ func (c *Client) Subscribe(ctx context.Context, topics ...string) (*Sub, error) 
 	s := &Sub{done: make(chan struct{})}
 	// stdbuf: mosquitto_sub's debug lines (the SUBACK we wait for) are
 	// block-buffered on a pipe otherwise.
-	s.cmd = exec.CommandContext(ctx, "stdbuf", append([]string{"-oL", "mosquitto_sub"}, args...)...)
+	s.cmd = wrappedContext(ctx, c.Broker.Wrap, "stdbuf", append([]string{"-oL", "mosquitto_sub"}, args...)...)
 	s.cmd.Stderr = &s.stderr
 	out, err := s.cmd.StdoutPipe()
 	if err != nil {
@@ -352,3 +368,15 @@ func (s *Sub) NextMsg(topic string, timeout time.Duration) (Msg, error) {
 
 // Pid is the mosquitto_sub process id (for RSS comparisons).
 func (s *Sub) Pid() int { return s.cmd.Process.Pid }
+
+func wrapped(wrap []string, name string, args ...string) *exec.Cmd {
+	return wrappedContext(context.Background(), wrap, name, args...)
+}
+
+func wrappedContext(ctx context.Context, wrap []string, name string, args ...string) *exec.Cmd {
+	if len(wrap) == 0 {
+		return exec.CommandContext(ctx, name, args...)
+	}
+	full := append(append(append([]string{}, wrap[1:]...), name), args...)
+	return exec.CommandContext(ctx, wrap[0], full...)
+}
