@@ -30,6 +30,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/edgeagent/agent/agent/config"
+	"github.com/edgeagent/agent/discovery"
 	"github.com/edgeagent/agent/sensors"
 	"github.com/edgeagent/agent/tlsclient"
 )
@@ -46,6 +47,9 @@ type Options struct {
 	Now     func() time.Time // nil is time.Now
 	// ShutdownTimeout bounds the offline publish and disconnect on stop.
 	ShutdownTimeout time.Duration
+	// Browser finds the broker when broker.discover is set; nil is mDNS
+	// (zeroconf) on broker.interfaces.
+	Browser discovery.Browser
 }
 
 // Daemon is one running agent.
@@ -67,6 +71,9 @@ type Daemon struct {
 	intervals map[string]time.Duration
 	actuators []sensors.Actuator
 	actBy     map[string]sensors.Actuator
+
+	browser discovery.Browser
+	broker  brokerAddr
 
 	cm      *autopaho.ConnectionManager
 	queue   *cmdQueue
@@ -139,6 +146,10 @@ func New(o Options) (*Daemon, error) {
 		d.actBy[a.Name()] = a
 	}
 	d.log = d.log.With("id", d.id)
+	d.browser = o.Browser
+	if d.browser == nil {
+		d.browser = &discovery.MDNS{Interfaces: cfg.Broker.Interfaces, IPVersion: cfg.Broker.IPVersion, Logger: d.log}
+	}
 	return d, nil
 }
 
@@ -161,6 +172,17 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.cm = cm
 	d.log.Info("agent starting", "version", d.version, "role", d.cfg.Role, "broker", d.brokerLabel(),
 		"sensors", len(d.sensors), "actuators", len(d.actuators))
+
+	if d.cfg.Role == config.RoleMaster && len(d.cfg.Advertise.Interfaces) > 0 {
+		adv, err := discovery.Advertise(d.cfg.Advertise.Instance, d.cfg.Broker.Service, d.cfg.Broker.Port,
+			[]string{"host=" + d.cfg.Broker.Host}, d.cfg.Advertise.Interfaces)
+		if err != nil {
+			d.log.Error("not advertising the broker", "err", err)
+		} else {
+			d.log.Info("advertising the broker", "service", d.cfg.Broker.Service, "port", d.cfg.Broker.Port, "interfaces", d.cfg.Advertise.Interfaces)
+			defer adv.Stop()
+		}
+	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return d.announceLoop(gctx) })

@@ -64,6 +64,12 @@ func backoff(n int, rnd func() float64) time.Duration {
 }
 
 func (d *Daemon) brokerLabel() string {
+	if d.cfg.Broker.Discover {
+		if a := d.broker.last(); a.IsValid() {
+			return a.String() + " (" + d.cfg.Broker.Host + ", discovered)"
+		}
+		return d.cfg.Broker.Host + " (discovering " + d.cfg.Broker.Service + ")"
+	}
 	return net.JoinHostPort(d.dialHost(), strconv.Itoa(d.cfg.Broker.Port)) + " (" + d.cfg.Broker.Host + ")"
 }
 
@@ -200,10 +206,13 @@ func (c *recConn) err() error { c.mu.Lock(); defer c.mu.Unlock(); return c.first
 
 func (d *Daemon) dial(ctx context.Context, _ autopaho.ClientConfig, _ *url.URL) (net.Conn, error) {
 	d.attempt.reset()
-	ctx, cancel := context.WithTimeout(ctx, dialTimeout)
-	defer cancel()
-	addr := net.JoinHostPort(d.dialHost(), strconv.Itoa(d.cfg.Broker.Port))
-	c, err := tlsclient.Dial(ctx, addr, d.tlsConf)
+	var c net.Conn
+	var err error
+	if d.cfg.Broker.Discover {
+		c, err = d.dialDiscovered(ctx)
+	} else {
+		c, err = d.dialFixed(ctx)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -87,10 +87,15 @@ type running struct {
 	done   chan error
 }
 
-func (e *env) start(cfg *config.Config) *running {
+func (e *env) start(cfg *config.Config) *running { return e.startOpts(cfg, Options{}) }
+
+// startOpts runs the agent with o (Config, Version and Logger are set here).
+func (e *env) startOpts(cfg *config.Config, o Options) *running {
 	e.t.Helper()
 	logs := &syncBuf{}
-	d, err := New(Options{Config: cfg, Version: "test", Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	o.Config, o.Version = cfg, "test"
+	o.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	d, err := New(o)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -2,12 +2,15 @@
 // advertises it from the master, behind a small interface so the mDNS
 // library can be swapped.
 //
+// Browsing is done by MDNS (one-shot legacy-unicast DNS-SD queries, see its
+// doc for why not zeroconf's browser); advertising by zeroconf.
+//
 // Discovery only proposes candidates. Nothing here trusts an answer: the
 // daemon dials each candidate and keeps it only if the TLS handshake
 // verifies the broker's certificate for the configured host name, so a
 // spoofed advertisement can delay a connection, never redirect it.
 //
-//	b := &discovery.Zeroconf{IPVersion: discovery.IPv4}
+//	b := &discovery.MDNS{IPVersion: discovery.IPv4}
 //	svcs, err := b.Browse(ctx, "_secure-mqtt._tcp", 3*time.Second)
 //	for _, c := range discovery.Candidates(svcs, "", "broker.local") { … dial c.Addr … }
 package discovery

@@ -41,6 +41,7 @@ type Config struct {
 	Broker    Broker     `toml:"broker"`
 	TLS       TLS        `toml:"tls"`
 	MQTT      MQTT       `toml:"mqtt"`
+	Advertise Advertise  `toml:"advertise"`
 	Sensors   []Sensor   `toml:"sensor"`
 	Actuators []Actuator `toml:"actuator"`
 
@@ -55,6 +56,19 @@ type Broker struct {
 	Address   string `toml:"address"`
 	Discover  bool   `toml:"discover"`
 	HostsFile string `toml:"hosts_file"`
+	// Discovery (broker.discover = true).
+	Service         string   `toml:"service"`
+	Instance        string   `toml:"instance"`
+	Interfaces      []string `toml:"interfaces"`
+	IPVersion       string   `toml:"ip_version"`
+	DiscoverTimeout Duration `toml:"discover_timeout"`
+}
+
+// Advertise is the master's DNS-SD advertisement of the broker beside it;
+// off unless interfaces are given.
+type Advertise struct {
+	Interfaces []string `toml:"interfaces"`
+	Instance   string   `toml:"instance"`
 }
 
 // TLS names the credential files.
@@ -114,6 +128,9 @@ const (
 	DefaultKeepAlive = 30 * time.Second
 	DefaultInterval  = time.Second
 	MinInterval      = 10 * time.Millisecond
+	DefaultService   = "_secure-mqtt._tcp"
+	DefaultIPVersion = "both"
+	DefaultDiscover  = 3 * time.Second
 )
 
 // Load reads and validates the file at path.
@@ -174,6 +191,15 @@ func (c *Config) applyDefaults() {
 	if c.Broker.Port == 0 {
 		c.Broker.Port = DefaultPort
 	}
+	if c.Broker.Service == "" {
+		c.Broker.Service = DefaultService
+	}
+	if c.Broker.IPVersion == "" {
+		c.Broker.IPVersion = DefaultIPVersion
+	}
+	if !c.Broker.DiscoverTimeout.set {
+		c.Broker.DiscoverTimeout.Duration = DefaultDiscover
+	}
 	if c.TLS.CA == "" {
 		c.TLS.CA = DefaultCA
 	}
@@ -197,6 +223,7 @@ func (c *Config) applyDefaults() {
 }
 
 var (
+	serviceRE = regexp.MustCompile(`^_[A-Za-z0-9-]{1,15}\._(tcp|udp)$`)
 	// A topic level we build from config: no wildcards, separators or spaces.
 	levelRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 	// RFC 1123 host name: dot-separated labels of letters, digits and inner hyphens.
@@ -255,8 +282,26 @@ func (c *Config) validate() error {
 	if b.Discover && b.Address != "" {
 		return fmt.Errorf("broker.discover = true and broker.address = %q: choose one (a fixed address, or discovery)", b.Address)
 	}
-	if b.Discover {
-		return errors.New("broker.discover = true: mDNS discovery is not in this build yet; set broker.address, or leave both unset to resolve broker.host")
+	if !serviceRE.MatchString(b.Service) {
+		return fmt.Errorf("broker.service %q: a DNS-SD service type like \"_secure-mqtt._tcp\"", b.Service)
+	}
+	switch b.IPVersion {
+	case "4", "6", "both":
+	default:
+		return fmt.Errorf("broker.ip_version %q: use \"4\", \"6\" or \"both\"", b.IPVersion)
+	}
+	if d := b.DiscoverTimeout.Duration; d < 100*time.Millisecond || d > time.Minute {
+		return fmt.Errorf("broker.discover_timeout %v: between 100ms and 1m", d)
+	}
+	for _, key := range []struct {
+		name  string
+		names []string
+	}{{"broker.interfaces", b.Interfaces}, {"advertise.interfaces", c.Advertise.Interfaces}} {
+		for _, n := range key.names {
+			if n == "" || len(n) > 15 || strings.ContainsAny(n, "/ \t\n") {
+				return fmt.Errorf("%s: %q is not an interface name (like \"eth0\" or \"wlan0\")", key.name, n)
+			}
+		}
 	}
 	if !levelRE.MatchString(c.MQTT.Prefix) {
 		return fmt.Errorf("mqtt.prefix %q: one topic level of letters, digits, '.', '_' or '-' (no '/', '+', '#')", c.MQTT.Prefix)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -53,9 +54,10 @@ func TestDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Config{Role: RoleRemote, Broker: Broker{Host: "broker.local", Port: 8883, HostsFile: "/etc/hosts"},
+	want := Config{Role: RoleRemote, Broker: Broker{Host: "broker.local", Port: 8883, HostsFile: "/etc/hosts",
+		Service: DefaultService, IPVersion: "both", DiscoverTimeout: Duration{Duration: DefaultDiscover}},
 		TLS: TLS{CA: DefaultCA, Cert: DefaultCert, Key: DefaultKey}, MQTT: MQTT{Prefix: "edge", KeepAlive: Duration{Duration: 30 * time.Second}}}
-	if c.Role != want.Role || c.Broker != want.Broker || c.TLS != want.TLS || c.MQTT.Prefix != want.MQTT.Prefix || c.MQTT.KeepAlive.Duration != want.MQTT.KeepAlive.Duration {
+	if c.Role != want.Role || !reflect.DeepEqual(c.Broker, want.Broker) || c.TLS != want.TLS || c.MQTT.Prefix != want.MQTT.Prefix || c.MQTT.KeepAlive.Duration != want.MQTT.KeepAlive.Duration {
 		t.Errorf("got %+v\nwant %+v", c, want)
 	}
 	if c.Sensors[0].Interval.Duration != time.Second {
@@ -82,7 +84,12 @@ var badCases = []struct {
 	{"bad id", "id=\"dev/1\"\n[broker]\nhost=\"b\"", `id "dev/1"`},
 	{"port range", "[broker]\nhost=\"b\"\nport=70000", "broker.port 70000"},
 	{"address with port", "[broker]\nhost=\"b\"\naddress=\"10.0.0.1:8883\"", `broker.address "10.0.0.1:8883"`},
-	{"discover not built", "[broker]\nhost=\"b\"\ndiscover=true", "broker.discover"},
+	{"discover and address", "[broker]\nhost=\"b\"\ndiscover=true\naddress=\"192.0.2.1\"", "choose one"},
+	{"bad service", "[broker]\nhost=\"b\"\nservice=\"mqtt\"", `broker.service "mqtt"`},
+	{"bad ip_version", "[broker]\nhost=\"b\"\nip_version=\"5\"", `broker.ip_version "5"`},
+	{"bad interface", "[broker]\nhost=\"b\"\ninterfaces=[\"eth 0\"]", `broker.interfaces: "eth 0"`},
+	{"bad advertise interface", "[broker]\nhost=\"b\"\n[advertise]\ninterfaces=[\"\"]", `advertise.interfaces: ""`},
+	{"discover timeout", "[broker]\nhost=\"b\"\ndiscover_timeout=\"1ms\"", "broker.discover_timeout 1ms"},
 	{"prefix wildcard", "[broker]\nhost=\"b\"\n[mqtt]\nprefix=\"edge/#\"", `mqtt.prefix "edge/#"`},
 	{"bad duration", "[broker]\nhost=\"b\"\n[mqtt]\nkeepalive=\"soon\"", `mqtt.keepalive: "soon" is not a duration`},
 	{"keepalive too short", "[broker]\nhost=\"b\"\n[mqtt]\nkeepalive=\"1s\"", "mqtt.keepalive 1s"},

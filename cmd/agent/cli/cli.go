@@ -8,15 +8,19 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"sort"
 	"strings"
+	"time"
 
 	"github.com/edgeagent/agent/agent"
 	"github.com/edgeagent/agent/agent/config"
+	"github.com/edgeagent/agent/discovery"
 )
 
 // Exit codes.
@@ -30,6 +34,7 @@ const usage = `agent: an edge agent for ARM boards (mutual-TLS MQTT to Mosquitto
 
 Usage:
   agent run [--config FILE] [--role remote|master] [--log-level debug|info|warn|error]
+  agent discover [--timeout 3s] [--json] [--service _secure-mqtt._tcp] [--interface NAME]... [--ip-version 4|6|both]
   agent version
   agent help
 
@@ -46,6 +51,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, version s
 	switch args[0] {
 	case "run":
 		return run(ctx, args[1:], stderr, version)
+	case "discover":
+		return discover(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "agent %s\n", version)
 		return ExitOK
@@ -107,4 +114,52 @@ func refuse(stderr io.Writer, err error) int {
 	}
 	fmt.Fprintf(stderr, "agent: %s\n", msg)
 	return ExitRefused
+}
+
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+// discover is a one-shot mDNS listing of brokers: what the daemon would see.
+func discover(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("agent discover", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	timeout := fs.Duration("timeout", 3*time.Second, "how long to listen for answers")
+	asJSON := fs.Bool("json", false, "print JSON")
+	service := fs.String("service", discovery.DefaultService, "DNS-SD service type")
+	ipv := fs.String("ip-version", discovery.Both, "4, 6 or both")
+	var ifaces listFlag
+	fs.Var(&ifaces, "interface", "interface to browse on (repeatable; default: all multicast-capable)")
+	if err := fs.Parse(args); err != nil {
+		return ExitRefused
+	}
+	if fs.NArg() > 0 || *timeout <= 0 || (*ipv != "4" && *ipv != "6" && *ipv != "both") {
+		fmt.Fprintln(stderr, "agent discover: takes only flags; --timeout > 0; --ip-version 4, 6 or both")
+		return ExitRefused
+	}
+	b := &discovery.MDNS{Interfaces: ifaces, IPVersion: *ipv, Settle: *timeout}
+	svcs, err := b.Browse(ctx, *service, *timeout)
+	if err != nil {
+		fmt.Fprintf(stderr, "agent discover: %v\n", err)
+		return ExitFailure
+	}
+	sort.Slice(svcs, func(i, j int) bool { return svcs[i].Instance < svcs[j].Instance })
+	if *asJSON {
+		if svcs == nil {
+			svcs = []discovery.Service{}
+		}
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(svcs)
+		return ExitOK
+	}
+	if len(svcs) == 0 {
+		fmt.Fprintf(stdout, "no %s service answered within %v\n", *service, *timeout)
+		return ExitOK
+	}
+	for _, s := range svcs {
+		fmt.Fprintf(stdout, "%s\n  host %s  port %d\n  addresses %v\n  txt %q\n", s.Instance, s.Host, s.Port, s.Addrs, s.TXT)
+	}
+	return ExitOK
 }

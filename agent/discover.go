@@ -1,0 +1,188 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/edgeagent/agent/discovery"
+	"github.com/edgeagent/agent/hostsfile"
+	"github.com/edgeagent/agent/tlsclient"
+)
+
+const (
+	pinnedDialTimeout    = 2 * time.Second // the last verified address: it answers fast or it moved
+	candidateDialTimeout = 3 * time.Second
+)
+
+// errNoBroker: discovery found nothing that verifies as broker.host.
+var errNoBroker = errors.New("no broker found")
+
+// broker remembers the last verified broker address and what is pinned.
+type brokerAddr struct {
+	mu     sync.Mutex
+	good   netip.AddrPort
+	pinned netip.Addr
+}
+
+func (b *brokerAddr) last() netip.AddrPort { b.mu.Lock(); defer b.mu.Unlock(); return b.good }
+func (b *brokerAddr) set(a netip.AddrPort) { b.mu.Lock(); b.good = a; b.mu.Unlock() }
+
+// dialDiscovered is one connection attempt with discovery: the last
+// verified address is redialled while a fresh mDNS lookup runs and its
+// candidates are tried in order; the first connection that verifies wins.
+// A candidate counts only if the TLS handshake verifies the broker for
+// broker.host; every other is skipped with a log line.
+func (d *Daemon) dialDiscovered(ctx context.Context) (net.Conn, error) {
+	host := d.cfg.Broker.Host
+	last := d.broker.last()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type result struct {
+		conn net.Conn
+		addr netip.AddrPort
+		err  error
+	}
+	results := make(chan result, 2)
+	racers := 1
+	if last.IsValid() {
+		racers++
+		go func() {
+			c, err := d.dialAddr(ctx, last, pinnedDialTimeout)
+			if err != nil && ctx.Err() == nil {
+				d.log.Info("last broker address failed", "addr", last, "cause", tlsclient.Explain(err, host))
+			}
+			results <- result{c, last, err}
+		}()
+	}
+	go func() {
+		c, ap, err := d.dialCandidates(ctx, last)
+		results <- result{c, ap, err}
+	}()
+	var firstErr error
+	for i := 0; i < racers; i++ {
+		r := <-results
+		if r.err != nil {
+			if firstErr == nil || !errors.Is(firstErr, errNoBroker) {
+				firstErr = r.err
+			}
+			continue
+		}
+		// The winner: stop the other racer and close what it may still open.
+		cancel()
+		go func(left int) {
+			for ; left > 0; left-- {
+				if o := <-results; o.conn != nil {
+					o.conn.Close()
+				}
+			}
+		}(racers - i - 1)
+		d.broker.set(r.addr)
+		d.pin(r.addr.Addr())
+		return r.conn, nil
+	}
+	return nil, firstErr
+}
+
+// dialCandidates looks the broker up and dials the candidates in order,
+// skipping last (dialled by the caller).
+func (d *Daemon) dialCandidates(ctx context.Context, last netip.AddrPort) (net.Conn, netip.AddrPort, error) {
+	host := d.cfg.Broker.Host
+	svcs, err := d.browser.Browse(ctx, d.cfg.Broker.Service, d.cfg.Broker.DiscoverTimeout.Duration)
+	if err != nil {
+		return nil, netip.AddrPort{}, err
+	}
+	cands, skipped := discovery.Candidates(svcs, d.cfg.Broker.Instance, host)
+	for _, s := range skipped {
+		d.log.Warn("ignoring advertisement", "instance", s.Instance, "reason", s.Reason)
+	}
+	tried := 0
+	for _, c := range cands {
+		if c.Addr == last || ctx.Err() != nil {
+			continue
+		}
+		tried++
+		conn, err := d.dialAddr(ctx, c.Addr, candidateDialTimeout)
+		if err != nil {
+			if ctx.Err() == nil {
+				d.log.Warn("skipping advertised broker: it is not "+host, "instance", c.Instance, "addr", c.Addr, "cause", tlsclient.Explain(err, host))
+			}
+			continue
+		}
+		d.log.Info("discovered broker", "instance", c.Instance, "addr", c.Addr)
+		return conn, c.Addr, nil
+	}
+	return nil, netip.AddrPort{}, fmt.Errorf("%w: mDNS lookup of %s on %s found %d advertisement(s), %d new address(es) tried, none verified as %q: is the broker advertised (Avahi service file or the master's [advertise]) and its certificate issued for %s?",
+		errNoBroker, d.cfg.Broker.Service, ifaceLabel(d.cfg.Broker.Interfaces), len(svcs), tried, host, host)
+}
+
+func ifaceLabel(names []string) string {
+	if len(names) == 0 {
+		return "all multicast interfaces"
+	}
+	return fmt.Sprint(names)
+}
+
+// dialAddr dials one address with TLS verified for broker.host.
+func (d *Daemon) dialAddr(ctx context.Context, ap netip.AddrPort, timeout time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	c, err := tlsclient.Dial(ctx, ap.String(), d.tlsConf)
+	if err != nil {
+		return nil, err // not a typed nil *tls.Conn in a net.Conn
+	}
+	return c, nil
+}
+
+// pin writes broker.host → addr into the hosts file, for the other clients
+// on the board; a failure is logged, never fatal (the agent dials the
+// verified address itself).
+func (d *Daemon) pin(addr netip.Addr) {
+	path := d.cfg.Broker.HostsFile
+	if path == "" {
+		return
+	}
+	d.broker.mu.Lock()
+	same := d.broker.pinned == addr
+	d.broker.mu.Unlock()
+	if same {
+		return
+	}
+	changed, conflicts, err := hostsfile.Update(path, []hostsfile.Pin{{Name: d.cfg.Broker.Host, Addrs: []netip.Addr{addr}}})
+	if err != nil {
+		d.log.Warn("could not pin the broker in the hosts file; other clients on this board will not find it by name", "file", path, "err", err)
+		return
+	}
+	d.broker.mu.Lock()
+	d.broker.pinned = addr
+	d.broker.mu.Unlock()
+	if changed {
+		d.log.Info("pinned broker name", "file", path, "name", d.cfg.Broker.Host, "addr", addr)
+	}
+	for _, c := range conflicts {
+		d.log.Warn("hosts file maps the broker name outside the agent's block too; left as is", "file", path, "line", c.Line, "text", c.Text)
+	}
+}
+
+// dialFixed dials broker.address (or broker.host), and pins a fixed address
+// once verified.
+func (d *Daemon) dialFixed(ctx context.Context) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, dialTimeout)
+	defer cancel()
+	addr := net.JoinHostPort(d.dialHost(), strconv.Itoa(d.cfg.Broker.Port))
+	c, err := tlsclient.Dial(ctx, addr, d.tlsConf)
+	if err != nil {
+		return nil, err
+	}
+	if d.cfg.Broker.Address != "" {
+		if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
+			d.pin(ap.Addr().Unmap())
+		}
+	}
+	return c, nil
+}

@@ -1,0 +1,149 @@
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/edgeagent/agent/discovery"
+	"github.com/edgeagent/agent/internal/brokertest"
+	"github.com/edgeagent/agent/pki"
+)
+
+// fakeBrowser stands in for mDNS on loopback: the real multicast path is
+// tested in network namespaces (cmd/agent), this one tests what the agent
+// does with answers.
+type fakeBrowser struct {
+	mu    sync.Mutex
+	svcs  []discovery.Service
+	calls int
+}
+
+func (f *fakeBrowser) set(s ...discovery.Service) { f.mu.Lock(); f.svcs = s; f.mu.Unlock() }
+func (f *fakeBrowser) Browse(ctx context.Context, service string, window time.Duration) ([]discovery.Service, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	return append([]discovery.Service(nil), f.svcs...), nil
+}
+
+// spoofer is a TLS server with a self-signed certificate for broker.test.
+func spoofer(t *testing.T) netip.AddrPort {
+	t.Helper()
+	ca, err := pki.NewCA(brokertest.BrokerHost, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := tls.X509KeyPair(ca.CertPEM, ca.KeyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() { _ = c.(*tls.Conn).Handshake(); c.Close() }()
+		}
+	}()
+	return netip.MustParseAddrPort(l.Addr().String())
+}
+
+func svc(instance string, ap netip.AddrPort, txt ...string) discovery.Service {
+	return discovery.Service{Instance: instance, Host: "h.local.", Port: int(ap.Port()), Addrs: []netip.Addr{ap.Addr()}, TXT: txt}
+}
+
+// TestDiscoveryVerifiesAndPins: among three advertisements only the one
+// whose TLS handshake verifies for broker.test is used; the spoofers are
+// skipped with a reason; the hosts file gets broker.test → that address
+// and nothing else; when the broker moves, the agent and the pin follow.
+func TestDiscoveryVerifiesAndPins(t *testing.T) {
+	e := newEnv(t)
+	hosts := filepath.Join(t.TempDir(), "hosts")
+	if err := os.WriteFile(hosts, []byte("127.0.0.1\tlocalhost\n# keep me\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	real := netip.MustParseAddrPort(e.broker.Addr)
+	fb := &fakeBrowser{}
+	fb.set(
+		svc("a-spoof", spoofer(t), "host=broker.test"),
+		svc("b-txt-names-other-host", real, "host=evil.example"),
+		svc("c-broker", real, "host=broker.test"),
+	)
+	cfg := e.config("dev1", simParts)
+	cfg.Broker.Address, cfg.Broker.Discover, cfg.Broker.HostsFile = "", true, hosts
+	r := e.startOpts(cfg, Options{Browser: fb})
+	r.waitLog(t, "msg=online", 10*time.Second)
+	for _, want := range []string{`skipping advertised broker: it is not broker.test" id=dev1 instance=a-spoof`, `ignoring advertisement" id=dev1 instance=b-txt-names-other-host`, `discovered broker" id=dev1 instance=c-broker`} {
+		r.waitLog(t, want, time.Second)
+	}
+	data, _ := os.ReadFile(hosts)
+	if !strings.Contains(string(data), "127.0.0.1\tbroker.test") || strings.Contains(string(data), "evil") || !strings.HasPrefix(string(data), "127.0.0.1\tlocalhost\n# keep me\n") {
+		t.Errorf("hosts file:\n%s", data)
+	}
+
+	// The broker moves to 127.0.0.2 and is advertised there.
+	moved := brokertest.Options{Listen: "127.0.0.2", Port: e.broker.Port}
+	e.broker.Stop()
+	// The old address now accepts TCP and never answers TLS (as a host that
+	// took the address over might): the agent must not wait on it.
+	silent, err := net.Listen("tcp", real.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held []net.Conn
+	accepted := make(chan struct{})
+	go func() {
+		defer close(accepted)
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c)
+		}
+	}()
+	t.Cleanup(func() {
+		silent.Close()
+		<-accepted
+		for _, c := range held {
+			c.Close()
+		}
+	})
+	b2, err := e.fleet.Start(e.ctx, moved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b2.Stop)
+	fb.set(svc("c-broker", netip.MustParseAddrPort(b2.Addr), "host=broker.test"))
+	t0 := time.Now()
+	r.waitLog(t, "addr=127.0.0.2", 15*time.Second)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		data, _ = os.ReadFile(hosts)
+		if strings.Contains(string(data), "127.0.0.2\tbroker.test") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pin did not follow the broker:\n%s", data)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("followed the move in %v", time.Since(t0))
+	if strings.Count(string(data), "broker.test") != 1 {
+		t.Errorf("hosts file maps broker.test more than once:\n%s", data)
+	}
+}
