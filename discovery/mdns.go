@@ -35,6 +35,11 @@ type MDNS struct {
 	Settle time.Duration
 }
 
+// qclass is IN with the "unicast response" bit (RFC 6762 §5.4): Avahi answers
+// a query from an ephemeral port directly anyway; zeroconf's responder (our
+// own master) does so only when this bit asks for it.
+const qclass = dns.ClassINET | 1<<15
+
 var (
 	mdnsV4 = &net.UDPAddr{IP: net.IPv4(224, 0, 0, 251), Port: 5353}
 	mdnsV6 = net.ParseIP("ff02::fb")
@@ -101,7 +106,7 @@ func (m *MDNS) Browse(ctx context.Context, service string, window time.Duration)
 			s.send(b)
 		}
 	}
-	ask(dns.Question{Name: svcName, Qtype: dns.TypePTR, Qclass: dns.ClassINET})
+	ask(dns.Question{Name: svcName, Qtype: dns.TypePTR, Qclass: qclass})
 
 	var settleC, followC <-chan time.Time
 	for {
@@ -266,14 +271,14 @@ func (r *records) missing() []dns.Question {
 		}
 		srv, ok := r.srv[k]
 		if !ok {
-			qs = append(qs, dns.Question{Name: inst, Qtype: dns.TypeSRV, Qclass: dns.ClassINET})
+			qs = append(qs, dns.Question{Name: inst, Qtype: dns.TypeSRV, Qclass: qclass})
 		}
 		if _, ok := r.txt[k]; !ok {
-			qs = append(qs, dns.Question{Name: inst, Qtype: dns.TypeTXT, Qclass: dns.ClassINET})
+			qs = append(qs, dns.Question{Name: inst, Qtype: dns.TypeTXT, Qclass: qclass})
 		}
 		if ok && len(r.addrs[strings.ToLower(srv.Target)]) == 0 {
-			qs = append(qs, dns.Question{Name: srv.Target, Qtype: dns.TypeA, Qclass: dns.ClassINET},
-				dns.Question{Name: srv.Target, Qtype: dns.TypeAAAA, Qclass: dns.ClassINET})
+			qs = append(qs, dns.Question{Name: srv.Target, Qtype: dns.TypeA, Qclass: qclass},
+				dns.Question{Name: srv.Target, Qtype: dns.TypeAAAA, Qclass: qclass})
 		}
 	}
 	return qs

@@ -34,72 +34,69 @@ import (
 	"github.com/edgeagent/agent/pki"
 )
 
-func TestDiscoveryInNamespaces(t *testing.T) {
+// discoLab is that topology, ready for the agent on B.
+type discoLab struct {
+	fx                   *fixture
+	a, b, c              *netlab.Host
+	brokerCert, dev      brokertest.Creds
+	broker               *brokertest.Broker
+	hosts, cfg, cfgFixed string
+}
+
+func newDiscoLab(tb testing.TB) *discoLab {
+	tb.Helper()
 	if err := netlab.Available(); err != nil {
-		t.Skipf("needs network namespaces (root, iproute2): %v", err)
+		tb.Skipf("needs network namespaces (root, iproute2): %v", err)
 	}
 	if _, err := os.Stat("/usr/sbin/avahi-daemon"); err != nil {
-		t.Skip("avahi-daemon not installed: run make deps (apt-get install avahi-daemon)")
+		tb.Skip("avahi-daemon not installed: run make deps (apt-get install avahi-daemon)")
 	}
 	if _, err := exec.LookPath("openssl"); err != nil {
-		t.Skip("openssl not installed")
+		tb.Skip("openssl not installed")
 	}
-	fx := newFixture(t, false)
-	lab := netlab.New(t)
-	hostA := lab.AddHost("a", netip.MustParsePrefix("198.18.0.10/24"))
-	hostB := lab.AddHost("b", netip.MustParsePrefix("198.18.0.20/24"))
-	hostC := lab.AddHost("c", netip.MustParsePrefix("198.18.0.30/24"))
-
+	l := &discoLab{fx: newFixture(tb, false)}
+	lab := netlab.New(tb)
+	l.a = lab.AddHost("a", netip.MustParsePrefix("198.18.0.10/24"))
+	l.b = lab.AddHost("b", netip.MustParsePrefix("198.18.0.20/24"))
+	l.c = lab.AddHost("c", netip.MustParsePrefix("198.18.0.30/24"))
+	fx := l.fx
+	var err error
 	// A: the broker, with a certificate for broker.test (and its lab IPs,
 	// so mosquitto_sub -h <ip> verifies it too), and Avahi.
-	bc, err := fx.fleet.Issue("lab-broker", pki.Template{CN: brokertest.BrokerHost, DNSNames: []string{brokertest.BrokerHost},
-		IPs: []net.IP{net.ParseIP("198.18.0.10"), net.ParseIP("198.18.0.11")}, Server: true})
-	if err != nil {
-		t.Fatal(err)
+	if l.brokerCert, err = fx.fleet.Issue("lab-broker", pki.Template{CN: brokertest.BrokerHost, DNSNames: []string{brokertest.BrokerHost},
+		IPs: []net.IP{net.ParseIP("198.18.0.10"), net.ParseIP("198.18.0.11")}, Server: true}); err != nil {
+		tb.Fatal(err)
 	}
-	startBroker := func(ip string) *brokertest.Broker {
-		b, err := fx.fleet.Start(fx.ctx, brokertest.Options{CertFile: bc.Cert, KeyFile: bc.Key, Listen: ip, Port: 8883,
-			Wrap: []string{"ip", "netns", "exec", hostA.NS}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(b.Stop)
-		return b
-	}
-	broker := startBroker("198.18.0.10")
-	hostA.StartAvahi(t, map[string]string{"mqtt.service": netlab.AvahiService("MQTT on hub", "_secure-mqtt._tcp", 8883, "host=broker.test")})
+	l.broker = l.startBroker(tb, "198.18.0.10")
+	l.a.StartAvahi(tb, map[string]string{"mqtt.service": netlab.AvahiService("MQTT on hub", "_secure-mqtt._tcp", 8883, "host=broker.test")})
 
 	// C: the spoofer.
 	self, err := pki.NewCA(brokertest.BrokerHost, 0)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	sc, sk, err := self.Pair.WriteFiles(fx.dir, "spoof")
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	hostC.Start(t, "openssl", "s_server", "-quiet", "-accept", "8883", "-cert", sc, "-key", sk)
-	hostC.StartAvahi(t, map[string]string{
+	l.c.Start(tb, "openssl", "s_server", "-quiet", "-accept", "8883", "-cert", sc, "-key", sk)
+	l.c.StartAvahi(tb, map[string]string{
 		"a.service": netlab.AvahiService("A spoofed broker", "_secure-mqtt._tcp", 8883, "host=broker.test"),
 		"b.service": netlab.AvahiService("B other host", "_secure-mqtt._tcp", 8883, "host=evil.example"),
 	})
 
-	// B: the agent.
-	dev, err := fx.fleet.Device("dev1")
-	if err != nil {
-		t.Fatal(err)
+	// B: the agent's files.
+	if l.dev, err = fx.fleet.Device("dev1"); err != nil {
+		tb.Fatal(err)
 	}
-	hosts := filepath.Join(fx.dir, "hosts")
-	if err := os.WriteFile(hosts, []byte("127.0.0.1\tlocalhost\n"), 0o644); err != nil {
-		t.Fatal(err)
+	l.hosts = filepath.Join(fx.dir, "hosts")
+	if err := os.WriteFile(l.hosts, []byte("127.0.0.1\tlocalhost\n"), 0o644); err != nil {
+		tb.Fatal(err)
 	}
-	cfg := filepath.Join(fx.dir, "agent-b.toml")
-	text := fmt.Sprintf(`[broker]
+	tmpl := `[broker]
 host = %q
 port = 8883
-discover = true
-interfaces = [%q]
-ip_version = "4"
+%s
 hosts_file = %q
 [tls]
 ca = %q
@@ -109,12 +106,59 @@ key = %q
 name = "sim1"
 type = "sim"
 interval = "200ms"
-`, brokertest.BrokerHost, hostB.Iface, hosts, fx.fleet.CAFile, dev.Cert, dev.Key)
-	if err := os.WriteFile(cfg, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
+`
+	l.cfg = filepath.Join(fx.dir, "agent-b.toml")
+	l.cfgFixed = filepath.Join(fx.dir, "agent-b-fixed.toml")
+	for path, how := range map[string]string{
+		l.cfg:      fmt.Sprintf("discover = true\ninterfaces = [%q]\nip_version = \"4\"", l.b.Iface),
+		l.cfgFixed: `address = "198.18.0.10"`,
+	} {
+		text := fmt.Sprintf(tmpl, brokertest.BrokerHost, how, l.hosts, fx.fleet.CAFile, l.dev.Cert, l.dev.Key)
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			tb.Fatal(err)
+		}
 	}
+	return l
+}
+
+func (l *discoLab) startBroker(tb testing.TB, ip string) *brokertest.Broker {
+	b, err := l.fx.fleet.Start(l.fx.ctx, brokertest.Options{CertFile: l.brokerCert.Cert, KeyFile: l.brokerCert.Key, Listen: ip, Port: 8883,
+		Wrap: []string{"ip", "netns", "exec", l.a.NS}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(b.Stop)
+	return b
+}
+
+// move stops the broker, moves host A from one address to the other and
+// starts the broker there.
+func (l *discoLab) move(tb testing.TB, from, to string) {
+	l.broker.Stop()
+	if err := l.a.DelAddr(netip.MustParsePrefix(from + "/24")); err != nil {
+		tb.Fatal(err)
+	}
+	if err := l.a.AddAddr(netip.MustParsePrefix(to + "/24")); err != nil {
+		tb.Fatal(err)
+	}
+	l.broker = l.startBroker(tb, to)
+}
+
+func (l *discoLab) monitor(tb testing.TB) *brokertest.Sub {
+	s, err := l.fx.fleet.Client(l.broker, l.fx.fleet.Monitor).Subscribe(l.fx.ctx, "edge/dev1/telemetry/#")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(s.Stop)
+	return s
+}
+
+func TestDiscoveryInNamespaces(t *testing.T) {
+	l := newDiscoLab(t)
+	fx := l.fx
+
 	// What `agent discover` sees from B: all three advertisements.
-	out, err := hostB.Command(fx.ctx, agentBin, "discover", "--json", "--timeout", "2s", "--interface", hostB.Iface, "--ip-version", "4").Output()
+	out, err := l.b.Command(fx.ctx, agentBin, "discover", "--json", "--timeout", "2s", "--interface", l.b.Iface, "--ip-version", "4").Output()
 	if err != nil {
 		t.Fatalf("agent discover: %v", err)
 	}
@@ -132,14 +176,10 @@ interval = "200ms"
 	if !slices.Equal(names, []string{"A spoofed broker", "B other host", "MQTT on hub"}) {
 		t.Errorf("agent discover lists %v", names)
 	}
-	mon := fx.fleet.Client(broker, fx.fleet.Monitor)
-	sub, err := mon.Subscribe(fx.ctx, "edge/dev1/#")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Stop()
+
+	sub := l.monitor(t)
 	t0 := time.Now()
-	agent := hostB.Start(t, agentBin, "run", "--config", cfg)
+	agent := l.b.Start(t, agentBin, "run", "--config", l.cfg)
 	if _, err := sub.Next("edge/dev1/telemetry/sim1", 20*time.Second); err != nil {
 		t.Fatalf("%v\nagent:\n%s", err, agent.Output())
 	}
@@ -155,7 +195,7 @@ interval = "200ms"
 	}
 	checkHosts := func(want string) {
 		t.Helper()
-		data, _ := os.ReadFile(hosts)
+		data, _ := os.ReadFile(l.hosts)
 		s := string(data)
 		if !strings.Contains(s, want+"\tbroker.test") || strings.Contains(s, "198.18.0.30") || strings.Contains(s, "evil") || !strings.HasPrefix(s, "127.0.0.1\tlocalhost\n") {
 			t.Errorf("hosts file, want %s pinned:\n%s", want, s)
@@ -163,29 +203,14 @@ interval = "200ms"
 	}
 	checkHosts("198.18.0.10")
 
-	// The broker moves to a new address.
-	sub.Stop()
-	broker.Stop()
-	if err := hostA.DelAddr(netip.MustParsePrefix("198.18.0.10/24")); err != nil {
-		t.Fatal(err)
-	}
-	if err := hostA.AddAddr(netip.MustParsePrefix("198.18.0.11/24")); err != nil {
-		t.Fatal(err)
-	}
+	// The broker moves to a new address: the connection and the pin follow.
 	t1 := time.Now()
-	broker = startBroker("198.18.0.11")
-	sub, err = fx.fleet.Client(broker, fx.fleet.Monitor).Subscribe(fx.ctx, "edge/dev1/telemetry/#")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Stop()
+	l.move(t, "198.18.0.10", "198.18.0.11")
+	sub = l.monitor(t)
 	if _, err := sub.Next("edge/dev1/telemetry/sim1", 60*time.Second); err != nil {
 		t.Fatalf("%v\nagent:\n%s", err, agent.Output())
 	}
 	t.Logf("followed the broker to its new address in %v", time.Since(t1))
-	if testing.Verbose() {
-		t.Logf("agent log:\n%s", agent.Output())
-	}
 	checkHosts("198.18.0.11")
 }
 
@@ -201,4 +226,84 @@ func logHas(log string, parts ...string) bool {
 		}
 	}
 	return false
+}
+
+// TestMasterAdvertises: a master agent beside the broker advertises it
+// (zeroconf), and a remote agent on another host finds and uses it.
+func TestMasterAdvertises(t *testing.T) {
+	if err := netlab.Available(); err != nil {
+		t.Skipf("needs network namespaces (root, iproute2): %v", err)
+	}
+	fx := newFixture(t, false)
+	lab := netlab.New(t)
+	hostA := lab.AddHost("a", netip.MustParsePrefix("198.18.0.10/24"))
+	hostB := lab.AddHost("b", netip.MustParsePrefix("198.18.0.20/24"))
+	bc, err := fx.fleet.Issue("lab-broker", pki.Template{CN: brokertest.BrokerHost, DNSNames: []string{brokertest.BrokerHost},
+		IPs: []net.IP{net.ParseIP("198.18.0.10")}, Server: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	broker, err := fx.fleet.Start(fx.ctx, brokertest.Options{CertFile: bc.Cert, KeyFile: bc.Key, Listen: "198.18.0.10", Port: 8883,
+		Wrap: []string{"ip", "netns", "exec", hostA.NS}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(broker.Stop)
+	write := func(name, text string) string {
+		p := filepath.Join(fx.dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	hub, err := fx.fleet.Device("hub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	master := hostA.Start(t, agentBin, "run", "--role", "master", "--config", write("hub.toml", fmt.Sprintf(`[broker]
+host = %q
+port = 8883
+address = "198.18.0.10"
+hosts_file = ""
+[tls]
+ca = %q
+cert = %q
+key = %q
+[advertise]
+interfaces = [%q]
+instance = "Hub broker"
+`, brokertest.BrokerHost, fx.fleet.CAFile, hub.Cert, hub.Key, hostA.Iface)))
+	if _, err := master.WaitOutput("advertising the broker", 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	dev, err := fx.fleet.Device("dev1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := fx.fleet.Client(broker, fx.fleet.Monitor).Subscribe(fx.ctx, "edge/dev1/telemetry/#")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Stop()
+	remote := hostB.Start(t, agentBin, "run", "--config", write("dev1.toml", fmt.Sprintf(`[broker]
+host = %q
+discover = true
+interfaces = [%q]
+ip_version = "4"
+hosts_file = %q
+[tls]
+ca = %q
+cert = %q
+key = %q
+[[sensor]]
+name = "sim1"
+type = "sim"
+interval = "200ms"
+`, brokertest.BrokerHost, hostB.Iface, filepath.Join(fx.dir, "hosts-b"), fx.fleet.CAFile, dev.Cert, dev.Key)))
+	if _, err := sub.Next("edge/dev1/telemetry/sim1", 20*time.Second); err != nil {
+		t.Fatalf("%v\nremote:\n%s\nmaster:\n%s", err, remote.Output(), master.Output())
+	}
+	if !logHas(remote.Output(), "discovered broker", `instance="Hub broker"`, "addr=198.18.0.10:8883") {
+		t.Errorf("remote did not find the master's advertisement:\n%s", remote.Output())
+	}
 }

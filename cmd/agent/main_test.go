@@ -48,14 +48,14 @@ func TestMain(m *testing.M) {
 }
 
 type fixture struct {
-	t      *testing.T
+	t      testing.TB
 	ctx    context.Context
 	dir    string
 	fleet  *brokertest.Fleet
 	broker *brokertest.Broker
 }
 
-func newFixture(t *testing.T, withBroker bool) *fixture {
+func newFixture(t testing.TB, withBroker bool) *fixture {
 	t.Helper()
 	if err := brokertest.Available(); err != nil {
 		t.Skip(err)
