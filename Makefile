@@ -42,6 +42,7 @@ bench: deps
 	$(GO) test -run '^$$' -bench 'StartToFirstTelemetry' -benchtime 20x ./cmd/agent
 	$(GO) test -run '^$$' -bench 'CommandRoundTrip' -benchtime 1000x ./cmd/agent
 	$(GO) test -run '^$$' -bench 'SteadyRSS' -benchtime 1x ./cmd/agent
+	$(GO) test -run '^$$' -bench 'Discovery' -benchtime 5x ./cmd/agent
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./agent/config

@@ -247,3 +247,52 @@ func BenchmarkSteadyRSS(b *testing.B) {
 		b.ReportMetric(rssMiB(pid), "MiB-RSS")
 	})
 }
+
+// BenchmarkDiscovery runs in the namespace lab of TestDiscoveryInNamespaces
+// (Avahi, a spoofer, the broker on host A, the agent on host B):
+//
+//	StartToFirstTelemetry/discover       agent start → first telemetry, broker found by mDNS
+//	StartToFirstTelemetry/fixed_address  the same with broker.address set (the reference)
+//	FollowMove                           broker moved to a new address → first telemetry there
+func BenchmarkDiscovery(b *testing.B) {
+	l := newDiscoLab(b)
+	for _, v := range []struct{ name, cfg string }{{"discover", l.cfg}, {"fixed_address", l.cfgFixed}} {
+		b.Run("StartToFirstTelemetry/"+v.name, func(b *testing.B) {
+			var total time.Duration
+			for range b.N {
+				sub := l.monitor(b)
+				t0 := time.Now()
+				p := l.b.Start(b, agentBin, "run", "--config", v.cfg)
+				if _, err := sub.Next("edge/dev1/telemetry/sim1", 20*time.Second); err != nil {
+					b.Fatalf("%v\n%s", err, p.Output())
+				}
+				total += time.Since(t0)
+				_ = p.Stop()
+				sub.Stop()
+			}
+			b.ReportMetric(0, "ns/op")
+			b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "ms/first-telemetry")
+		})
+	}
+	b.Run("FollowMove", func(b *testing.B) {
+		p := l.b.Start(b, agentBin, "run", "--config", l.cfg)
+		sub := l.monitor(b)
+		if _, err := sub.Next("edge/dev1/telemetry/sim1", 20*time.Second); err != nil {
+			b.Fatalf("%v\n%s", err, p.Output())
+		}
+		sub.Stop()
+		var total time.Duration
+		for range b.N {
+			t0 := time.Now()
+			l.move(b)
+			sub := l.monitor(b)
+			if _, err := sub.Next("edge/dev1/telemetry/sim1", 60*time.Second); err != nil {
+				b.Fatalf("%v\n%s", err, p.Output())
+			}
+			total += time.Since(t0)
+			sub.Stop()
+		}
+		b.ReportMetric(0, "ns/op")
+		b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "ms/follow")
+	})
+}

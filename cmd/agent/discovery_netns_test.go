@@ -36,10 +36,12 @@ import (
 
 // discoLab is that topology, ready for the agent on B.
 type discoLab struct {
+	tb                   testing.TB // the lab's owner: brokers live as long as it
 	fx                   *fixture
 	a, b, c              *netlab.Host
 	brokerCert, dev      brokertest.Creds
 	broker               *brokertest.Broker
+	addr                 string // the broker's address now
 	hosts, cfg, cfgFixed string
 }
 
@@ -54,7 +56,7 @@ func newDiscoLab(tb testing.TB) *discoLab {
 	if _, err := exec.LookPath("openssl"); err != nil {
 		tb.Skip("openssl not installed")
 	}
-	l := &discoLab{fx: newFixture(tb, false)}
+	l := &discoLab{fx: newFixture(tb, false), tb: tb}
 	lab := netlab.New(tb)
 	l.a = lab.AddHost("a", netip.MustParsePrefix("198.18.0.10/24"))
 	l.b = lab.AddHost("b", netip.MustParsePrefix("198.18.0.20/24"))
@@ -67,7 +69,7 @@ func newDiscoLab(tb testing.TB) *discoLab {
 		IPs: []net.IP{net.ParseIP("198.18.0.10"), net.ParseIP("198.18.0.11")}, Server: true}); err != nil {
 		tb.Fatal(err)
 	}
-	l.broker = l.startBroker(tb, "198.18.0.10")
+	l.broker, l.addr = l.startBroker(tb, "198.18.0.10"), "198.18.0.10"
 	l.a.StartAvahi(tb, map[string]string{"mqtt.service": netlab.AvahiService("MQTT on hub", "_secure-mqtt._tcp", 8883, "host=broker.test")})
 
 	// C: the spoofer.
@@ -127,21 +129,26 @@ func (l *discoLab) startBroker(tb testing.TB, ip string) *brokertest.Broker {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(b.Stop)
+	l.tb.Cleanup(b.Stop) // not tb's: a benchmark's rounds share the broker
 	return b
 }
 
-// move stops the broker, moves host A from one address to the other and
-// starts the broker there.
-func (l *discoLab) move(tb testing.TB, from, to string) {
+// move stops the broker, moves host A to the other of its two addresses
+// and starts the broker there; it returns the new address.
+func (l *discoLab) move(tb testing.TB) string {
+	to := "198.18.0.11"
+	if l.addr == to {
+		to = "198.18.0.10"
+	}
 	l.broker.Stop()
-	if err := l.a.DelAddr(netip.MustParsePrefix(from + "/24")); err != nil {
+	if err := l.a.DelAddr(netip.MustParsePrefix(l.addr + "/24")); err != nil {
 		tb.Fatal(err)
 	}
 	if err := l.a.AddAddr(netip.MustParsePrefix(to + "/24")); err != nil {
 		tb.Fatal(err)
 	}
-	l.broker = l.startBroker(tb, to)
+	l.broker, l.addr = l.startBroker(tb, to), to
+	return to
 }
 
 func (l *discoLab) monitor(tb testing.TB) *brokertest.Sub {
@@ -205,7 +212,7 @@ func TestDiscoveryInNamespaces(t *testing.T) {
 
 	// The broker moves to a new address: the connection and the pin follow.
 	t1 := time.Now()
-	l.move(t, "198.18.0.10", "198.18.0.11")
+	l.move(t)
 	sub = l.monitor(t)
 	if _, err := sub.Next("edge/dev1/telemetry/sim1", 60*time.Second); err != nil {
 		t.Fatalf("%v\nagent:\n%s", err, agent.Output())

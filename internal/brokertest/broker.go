@@ -21,6 +21,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -274,6 +275,7 @@ func (c *Client) Subscribe(ctx context.Context, topics ...string) (*Sub, error) 
 	lines := make(chan string, 4096)
 	s.Lines = lines
 	subscribed := make(chan struct{})
+	var acked atomic.Bool // SUBACK seen (else subscribed closed because it exited)
 	go func() {
 		defer close(lines)
 		defer close(s.done)
@@ -290,6 +292,7 @@ func (c *Client) Subscribe(ctx context.Context, topics ...string) (*Sub, error) 
 			// -d prints protocol debug lines; they start with "Client ".
 			if strings.HasPrefix(line, "Client ") {
 				if strings.Contains(line, "received SUBACK") {
+					acked.Store(true)
 					once.Do(func() { close(subscribed) })
 				}
 				continue
@@ -306,10 +309,9 @@ func (c *Client) Subscribe(ctx context.Context, topics ...string) (*Sub, error) 
 		s.Stop()
 		return nil, errors.New("mosquitto_sub did not subscribe within 10s")
 	}
-	select {
-	case <-s.done:
-		return nil, fmt.Errorf("mosquitto_sub exited: %s", s.stderr.String())
-	default:
+	if !acked.Load() {
+		<-s.done
+		return nil, fmt.Errorf("mosquitto_sub exited before subscribing: %s", s.stderr.String())
 	}
 	return s, nil
 }
