@@ -90,7 +90,7 @@ func (m *MDNS) Browse(ctx context.Context, service string, window time.Duration)
 
 	svcName := dns.Fqdn(service + ".local")
 	c := newRecords(svcName)
-	msgs := make(chan *dns.Msg, 64)
+	msgs := make(chan answer, 64)
 	for _, s := range socks {
 		go s.read(msgs)
 	}
@@ -120,8 +120,8 @@ func (m *MDNS) Browse(ctx context.Context, service string, window time.Duration)
 			if qs := c.missing(); len(qs) > 0 {
 				ask(qs...)
 			}
-		case msg := <-msgs:
-			if !c.add(msg) || settleC != nil {
+		case a := <-msgs:
+			if !c.add(a.msg, a.zone) || settleC != nil {
 				continue
 			}
 			t := time.NewTimer(settle)
@@ -182,10 +182,17 @@ func (s *sock) send(b []byte) {
 	}
 }
 
-func (s *sock) read(out chan<- *dns.Msg) {
+// answer is one response and the zone (interface) it came in on, which an
+// IPv6 link-local address in it needs to be dialled.
+type answer struct {
+	msg  *dns.Msg
+	zone string
+}
+
+func (s *sock) read(out chan<- answer) {
 	buf := make([]byte, 9000)
 	for {
-		n, _, err := s.conn.ReadFrom(buf)
+		n, from, err := s.conn.ReadFrom(buf)
 		if err != nil {
 			return
 		}
@@ -193,8 +200,12 @@ func (s *sock) read(out chan<- *dns.Msg) {
 		if m.Unpack(buf[:n]) != nil || !m.Response {
 			continue // malformed or not an answer: ignored
 		}
+		zone := ""
+		if u, ok := from.(*net.UDPAddr); ok {
+			zone = u.Zone
+		}
 		select {
-		case out <- m:
+		case out <- answer{m, zone}:
 		default: // the browse is over or flooded
 		}
 	}
@@ -214,9 +225,10 @@ func newRecords(svc string) *records {
 	return &records{svc: svc, ptr: map[string]bool{}, srv: map[string]*dns.SRV{}, txt: map[string][]string{}, addrs: map[string][]netip.Addr{}}
 }
 
-// add takes the records of one message and reports whether it named an
-// instance of the service.
-func (r *records) add(m *dns.Msg) bool {
+// add takes the records of one message, which arrived on zone (an IPv6
+// interface name, or ""), and reports whether it named an instance of the
+// service.
+func (r *records) add(m *dns.Msg, zone string) bool {
 	named := false
 	for _, rr := range append(append(append([]dns.RR{}, m.Answer...), m.Ns...), m.Extra...) {
 		h := rr.Header()
@@ -244,7 +256,14 @@ func (r *records) add(m *dns.Msg) bool {
 				r.addrs[name] = append(r.addrs[name], a)
 			}
 		case *dns.AAAA:
-			if a, ok := netip.AddrFromSlice(v.AAAA); ok && !contains(r.addrs[name], a) {
+			a, ok := netip.AddrFromSlice(v.AAAA)
+			if ok && a.IsLinkLocalUnicast() {
+				if zone == "" {
+					continue // unusable without its interface
+				}
+				a = a.WithZone(zone)
+			}
+			if ok && !contains(r.addrs[name], a) {
 				r.addrs[name] = append(r.addrs[name], a)
 			}
 		}

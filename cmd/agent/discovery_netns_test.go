@@ -314,3 +314,48 @@ interval = "200ms"
 		t.Errorf("remote did not find the master's advertisement:\n%s", remote.Output())
 	}
 }
+
+// TestDiscoveryIPv6: with broker.ip_version = "6" the agent queries over
+// IPv6 multicast, dials the broker's IPv6 address and pins it.
+func TestDiscoveryIPv6(t *testing.T) {
+	l := newDiscoLab(t)
+	for h, p := range map[*netlab.Host]string{l.a: "fd00:18::10/64", l.b: "fd00:18::20/64"} {
+		if err := h.AddAddr(netip.MustParsePrefix(p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bc, err := l.fx.fleet.Issue("lab-broker6", pki.Template{CN: brokertest.BrokerHost, DNSNames: []string{brokertest.BrokerHost},
+		IPs: []net.IP{net.ParseIP("fd00:18::10")}, Server: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b6, err := l.fx.fleet.Start(l.fx.ctx, brokertest.Options{CertFile: bc.Cert, KeyFile: bc.Key, Listen: "fd00:18::10", Port: 8883,
+		Wrap: []string{"ip", "netns", "exec", l.a.NS}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b6.Stop)
+	sub, err := l.fx.fleet.Client(b6, l.fx.fleet.Monitor).Subscribe(l.fx.ctx, "edge/dev1/telemetry/#")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Stop()
+	data, err := os.ReadFile(l.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg6 := filepath.Join(l.fx.dir, "agent-b6.toml")
+	if err := os.WriteFile(cfg6, []byte(strings.Replace(string(data), `ip_version = "4"`, `ip_version = "6"`, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	agent := l.b.Start(t, agentBin, "run", "--config", cfg6)
+	if _, err := sub.Next("edge/dev1/telemetry/sim1", 20*time.Second); err != nil {
+		t.Fatalf("%v\nagent:\n%s", err, agent.Output())
+	}
+	if !logHas(agent.Output(), "discovered broker", `instance="MQTT on hub"`, "addr=[fd00:18::10]:8883") {
+		t.Errorf("agent did not use the broker's IPv6 address:\n%s", agent.Output())
+	}
+	if data, _ := os.ReadFile(l.hosts); !strings.Contains(string(data), "fd00:18::10\tbroker.test") {
+		t.Errorf("hosts file:\n%s", data)
+	}
+}
