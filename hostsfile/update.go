@@ -64,6 +64,7 @@ func update(path string, pins []Pin) (bool, []Conflict, error) {
 		return false, nil, err
 	}
 	defer unlock()
+	removeStaleTemps(path)
 
 	prev, err := read(path)
 	if err != nil {
@@ -131,4 +132,13 @@ func read(path string) ([]byte, error) {
 		return nil, fmt.Errorf("read: %w", err)
 	}
 	return data, nil
+}
+
+// removeStaleTemps deletes temp files a writer killed mid-Write left beside
+// path. Called under the cross-process lock, when no Update is writing.
+func removeStaleTemps(path string) {
+	stale, _ := filepath.Glob(filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".agent-tmp-*"))
+	for _, f := range stale {
+		_ = os.Remove(f)
+	}
 }
