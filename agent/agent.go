@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -74,6 +75,7 @@ type Daemon struct {
 
 	browser discovery.Browser
 	broker  brokerAddr
+	pins    chan netip.Addr // to pinLoop
 
 	cm      *autopaho.ConnectionManager
 	queue   *cmdQueue
@@ -99,7 +101,7 @@ func New(o Options) (*Daemon, error) {
 	d := &Daemon{
 		cfg: cfg, log: o.Logger, now: o.Now, version: o.Version, stopTO: o.ShutdownTimeout,
 		sensorBy: map[string]sensors.Sensor{}, intervals: map[string]time.Duration{}, actBy: map[string]sensors.Actuator{},
-		queue: newCmdQueue(maxQueued), dedup: newDedup(dedupSize), up: make(chan context.Context, 1),
+		queue: newCmdQueue(maxQueued), pins: make(chan netip.Addr, 1), dedup: newDedup(dedupSize), up: make(chan context.Context, 1),
 	}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
@@ -173,20 +175,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.log.Info("agent starting", "version", d.version, "role", d.cfg.Role, "broker", d.brokerLabel(),
 		"sensors", len(d.sensors), "actuators", len(d.actuators))
 
-	if d.cfg.Role == config.RoleMaster && len(d.cfg.Advertise.Interfaces) > 0 {
-		adv, err := discovery.Advertise(d.cfg.Advertise.Instance, d.cfg.Broker.Service, d.cfg.Broker.Port,
-			[]string{"host=" + d.cfg.Broker.Host}, d.cfg.Advertise.Interfaces)
-		if err != nil {
-			d.log.Error("not advertising the broker", "err", err)
-		} else {
-			d.log.Info("advertising the broker", "service", d.cfg.Broker.Service, "port", d.cfg.Broker.Port, "interfaces", d.cfg.Advertise.Interfaces)
-			defer adv.Stop()
-		}
-	}
-
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return d.announceLoop(gctx) })
 	g.Go(func() error { return d.execLoop(gctx) })
+	g.Go(func() error { return d.pinLoop(gctx) })
+	if d.cfg.Role == config.RoleMaster && len(d.cfg.Advertise.Interfaces) > 0 {
+		g.Go(func() error { return d.advertiseLoop(gctx, d.cfg.Advertise.Refresh.Duration) })
+	}
 	g.Go(func() error {
 		// Sample only once connected: the first reading is then the first
 		// telemetry, not a drop.

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/edgeagent/agent/discovery"
@@ -25,9 +26,9 @@ var errNoBroker = errors.New("no broker found")
 
 // broker remembers the last verified broker address and what is pinned.
 type brokerAddr struct {
-	mu     sync.Mutex
-	good   netip.AddrPort
-	pinned netip.Addr
+	mu         sync.Mutex
+	good       netip.AddrPort
+	zoneWarned atomic.Bool
 }
 
 func (b *brokerAddr) last() netip.AddrPort { b.mu.Lock(); defer b.mu.Unlock(); return b.good }
@@ -64,13 +65,11 @@ func (d *Daemon) dialDiscovered(ctx context.Context) (net.Conn, error) {
 		c, ap, err := d.dialCandidates(ctx, last)
 		results <- result{c, ap, err}
 	}()
-	var firstErr error
+	var errs []error
 	for i := 0; i < racers; i++ {
 		r := <-results
 		if r.err != nil {
-			if firstErr == nil || !errors.Is(firstErr, errNoBroker) {
-				firstErr = r.err
-			}
+			errs = append(errs, r.err)
 			continue
 		}
 		// The winner: stop the other racer and close what it may still open.
@@ -83,10 +82,10 @@ func (d *Daemon) dialDiscovered(ctx context.Context) (net.Conn, error) {
 			}
 		}(racers - i - 1)
 		d.broker.set(r.addr)
-		d.pin(r.addr.Addr())
+		d.pinAsync(r.addr.Addr())
 		return r.conn, nil
 	}
-	return nil, firstErr
+	return nil, errors.Join(errs...)
 }
 
 // dialCandidates looks the broker up and dials the candidates in order,
@@ -101,24 +100,81 @@ func (d *Daemon) dialCandidates(ctx context.Context, last netip.AddrPort) (net.C
 	for _, s := range skipped {
 		d.log.Warn("ignoring advertisement", "instance", s.Instance, "reason", s.Reason)
 	}
+	if len(cands) == 0 {
+		return nil, netip.AddrPort{}, fmt.Errorf("%w: mDNS lookup of %s on %s found %d advertisement(s), no usable address for %q: is the broker advertised (Avahi service file or the master's [advertise])?",
+			errNoBroker, d.cfg.Broker.Service, ifaceLabel(d.cfg.Broker.Interfaces), len(svcs), host)
+	}
+	return d.raceCandidates(ctx, cands, last, len(svcs))
+}
+
+// candidateStagger is how long a candidate gets before the next one is
+// dialled too: candidates are started in order, but one that never answers
+// (a spoofer dropping packets) cannot hold up the rest.
+const candidateStagger = 250 * time.Millisecond
+
+// raceCandidates dials the candidates in order, starting the next one when
+// the previous failed or after candidateStagger, and returns the first
+// connection that verifies.
+func (d *Daemon) raceCandidates(ctx context.Context, cands []discovery.Candidate, last netip.AddrPort, found int) (net.Conn, netip.AddrPort, error) {
+	host := d.cfg.Broker.Host
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type result struct {
+		conn net.Conn
+		cand discovery.Candidate
+		err  error
+	}
+	results := make(chan result, len(cands))
+	next, pending := 0, 0
+	launch := func() {
+		for next < len(cands) && cands[next].Addr == last {
+			next++ // the caller redials it
+		}
+		if next == len(cands) {
+			return
+		}
+		c := cands[next]
+		next++
+		pending++
+		go func() {
+			conn, err := d.dialAddr(ctx, c.Addr, candidateDialTimeout)
+			results <- result{conn, c, err}
+		}()
+	}
+	launch()
+	stagger := time.NewTimer(candidateStagger)
+	defer stagger.Stop()
 	tried := 0
-	for _, c := range cands {
-		if c.Addr == last || ctx.Err() != nil {
-			continue
-		}
-		tried++
-		conn, err := d.dialAddr(ctx, c.Addr, candidateDialTimeout)
-		if err != nil {
-			if ctx.Err() == nil {
-				d.log.Warn("skipping advertised broker: it is not "+host, "instance", c.Instance, "addr", c.Addr, "cause", tlsclient.Explain(err, host))
+	for pending > 0 {
+		select {
+		case <-stagger.C:
+			launch()
+			stagger.Reset(candidateStagger)
+		case r := <-results:
+			pending--
+			tried++
+			if r.err == nil {
+				cancel()
+				go func(left int) { // close what the others may still open
+					for ; left > 0; left-- {
+						if o := <-results; o.conn != nil {
+							o.conn.Close()
+						}
+					}
+				}(pending)
+				d.log.Info("discovered broker", "instance", r.cand.Instance, "addr", r.cand.Addr)
+				return r.conn, r.cand.Addr, nil
 			}
-			continue
+			if ctx.Err() == nil {
+				d.log.Warn("skipping advertised broker: it is not "+host, "instance", r.cand.Instance, "addr", r.cand.Addr, "cause", tlsclient.Explain(r.err, host))
+			}
+			if pending == 0 {
+				launch()
+			}
 		}
-		d.log.Info("discovered broker", "instance", c.Instance, "addr", c.Addr)
-		return conn, c.Addr, nil
 	}
 	return nil, netip.AddrPort{}, fmt.Errorf("%w: mDNS lookup of %s on %s found %d advertisement(s), %d new address(es) tried, none verified as %q: is the broker advertised (Avahi service file or the master's [advertise]) and its certificate issued for %s?",
-		errNoBroker, d.cfg.Broker.Service, ifaceLabel(d.cfg.Broker.Interfaces), len(svcs), tried, host, host)
+		errNoBroker, d.cfg.Broker.Service, ifaceLabel(d.cfg.Broker.Interfaces), found, tried, host, host)
 }
 
 func ifaceLabel(names []string) string {
@@ -139,18 +195,48 @@ func (d *Daemon) dialAddr(ctx context.Context, ap netip.AddrPort, timeout time.D
 	return c, nil
 }
 
-// pin writes broker.host → addr into the hosts file, for the other clients
-// on the board; a failure is logged, never fatal (the agent dials the
-// verified address itself).
-func (d *Daemon) pin(addr netip.Addr) {
-	path := d.cfg.Broker.HostsFile
-	if path == "" {
+// pinAsync hands addr to the pinner: the hosts file is written off the
+// connection path (its lock and fsyncs must not delay or hang a connect),
+// and only the latest address matters.
+func (d *Daemon) pinAsync(addr netip.Addr) {
+	if d.cfg.Broker.HostsFile == "" {
 		return
 	}
-	d.broker.mu.Lock()
-	same := d.broker.pinned == addr
-	d.broker.mu.Unlock()
-	if same {
+	for {
+		select {
+		case d.pins <- addr:
+			return
+		default:
+			select {
+			case <-d.pins: // drop a stale one
+			default:
+			}
+		}
+	}
+}
+
+// pinLoop writes each address handed to pinAsync, until ctx ends.
+func (d *Daemon) pinLoop(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case a := <-d.pins:
+			d.pin(a)
+		}
+	}
+}
+
+// pin writes broker.host → addr into the hosts file, for the other clients
+// on the board; a failure is logged, never fatal (the agent dials the
+// verified address itself). An unchanged file is not written (hostsfile
+// compares), so a block someone deleted comes back on the next connect.
+func (d *Daemon) pin(addr netip.Addr) {
+	path := d.cfg.Broker.HostsFile
+	if addr.Zone() != "" {
+		if d.broker.zoneWarned.CompareAndSwap(false, true) {
+			d.log.Warn("not pinning a link-local broker address: a hosts file cannot say which interface", "addr", addr)
+		}
 		return
 	}
 	changed, conflicts, err := hostsfile.Update(path, []hostsfile.Pin{{Name: d.cfg.Broker.Host, Addrs: []netip.Addr{addr}}})
@@ -158,9 +244,6 @@ func (d *Daemon) pin(addr netip.Addr) {
 		d.log.Warn("could not pin the broker in the hosts file; other clients on this board will not find it by name", "file", path, "err", err)
 		return
 	}
-	d.broker.mu.Lock()
-	d.broker.pinned = addr
-	d.broker.mu.Unlock()
 	if changed {
 		d.log.Info("pinned broker name", "file", path, "name", d.cfg.Broker.Host, "addr", addr)
 	}
@@ -181,7 +264,7 @@ func (d *Daemon) dialFixed(ctx context.Context) (net.Conn, error) {
 	}
 	if d.cfg.Broker.Address != "" {
 		if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
-			d.pin(ap.Addr().Unmap())
+			d.pinAsync(ap.Addr().Unmap())
 		}
 	}
 	return c, nil

@@ -90,7 +90,7 @@ func TestDiscoveryVerifiesAndPins(t *testing.T) {
 	for _, want := range []string{`skipping advertised broker: it is not broker.test" id=dev1 instance=a-spoof`, `ignoring advertisement" id=dev1 instance=b-txt-names-other-host`, `discovered broker" id=dev1 instance=c-broker`} {
 		r.waitLog(t, want, time.Second)
 	}
-	data, _ := os.ReadFile(hosts)
+	data := waitFile(t, hosts, "127.0.0.1\tbroker.test", 5*time.Second)
 	if !strings.Contains(string(data), "127.0.0.1\tbroker.test") || strings.Contains(string(data), "evil") || !strings.HasPrefix(string(data), "127.0.0.1\tlocalhost\n# keep me\n") {
 		t.Errorf("hosts file:\n%s", data)
 	}
@@ -131,19 +131,25 @@ func TestDiscoveryVerifiesAndPins(t *testing.T) {
 	fb.set(svc("c-broker", netip.MustParseAddrPort(b2.Addr), "host=broker.test"))
 	t0 := time.Now()
 	r.waitLog(t, "addr=127.0.0.2", 15*time.Second)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		data, _ = os.ReadFile(hosts)
-		if strings.Contains(string(data), "127.0.0.2\tbroker.test") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("pin did not follow the broker:\n%s", data)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	data = waitFile(t, hosts, "127.0.0.2\tbroker.test", 10*time.Second)
 	t.Logf("followed the move in %v", time.Since(t0))
 	if strings.Count(string(data), "broker.test") != 1 {
 		t.Errorf("hosts file maps broker.test more than once:\n%s", data)
+	}
+}
+
+// waitFile polls path until it contains want (bounded) and returns it.
+func waitFile(t *testing.T, path, want string, timeout time.Duration) []byte {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		data, _ := os.ReadFile(path)
+		if strings.Contains(string(data), want) {
+			return data
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s has no %q within %v:\n%s", path, want, timeout, data)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

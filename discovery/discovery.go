@@ -56,6 +56,9 @@ type Browser interface {
 	Browse(ctx context.Context, service string, window time.Duration) ([]Service, error)
 }
 
+// maxAddrsPerInstance bounds the addresses tried for one instance.
+const maxAddrsPerInstance = 4
+
 // Candidate is one address to try.
 type Candidate struct {
 	Instance string
@@ -90,7 +93,7 @@ func Candidates(svcs []Service, prefer, host string) ([]Candidate, []Skipped) {
 	var skipped []Skipped
 	seen := map[netip.AddrPort]bool{}
 	for _, s := range svcs {
-		if v, ok := s.TXTValue("host"); ok && !strings.EqualFold(strings.TrimSuffix(v, "."), host) {
+		if v, ok := s.TXTValue("host"); ok && !strings.EqualFold(strings.TrimSuffix(v, "."), strings.TrimSuffix(host, ".")) {
 			skipped = append(skipped, Skipped{s.Instance, fmt.Sprintf("its TXT record names host %q, not %q", v, host)})
 			continue
 		}
@@ -108,7 +111,11 @@ func Candidates(svcs []Service, prefer, host string) ([]Candidate, []Skipped) {
 			}
 			return a.Compare(b)
 		})
+		n := 0
 		for _, a := range addrs {
+			if n == maxAddrsPerInstance {
+				break // an answer listing many addresses cannot crowd out the rest
+			}
 			a = a.Unmap()
 			if !a.IsValid() || a.IsUnspecified() || a.IsMulticast() || (a.Is6() && a.IsLinkLocalUnicast() && a.Zone() == "") {
 				continue
@@ -118,6 +125,7 @@ func Candidates(svcs []Service, prefer, host string) ([]Candidate, []Skipped) {
 				continue
 			}
 			seen[ap] = true
+			n++
 			out = append(out, Candidate{Instance: s.Instance, Addr: ap})
 		}
 	}

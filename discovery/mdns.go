@@ -89,7 +89,18 @@ func (m *MDNS) Browse(ctx context.Context, service string, window time.Duration)
 	go func() { <-ctx.Done(); closeAll(socks) }()
 
 	svcName := dns.Fqdn(service + ".local")
-	c := newRecords(svcName)
+	// Records are kept per responder, so one host's answers (a spoofer's
+	// TXT, SRV or goodbye) can never change what another host said.
+	bySrc := map[netip.Addr]*records{}
+	var srcs []netip.Addr
+	all := func() []Service {
+		var out []Service
+		for _, a := range srcs {
+			out = append(out, bySrc[a].services()...)
+		}
+		return out
+	}
+	sent := map[uint16]bool{}
 	msgs := make(chan answer, 64)
 	for _, s := range socks {
 		go s.read(msgs)
@@ -97,6 +108,7 @@ func (m *MDNS) Browse(ctx context.Context, service string, window time.Duration)
 	ask := func(qs ...dns.Question) {
 		q := new(dns.Msg)
 		q.Id = dns.Id()
+		sent[q.Id] = true
 		q.Question = qs
 		b, err := q.Pack()
 		if err != nil {
@@ -112,15 +124,28 @@ func (m *MDNS) Browse(ctx context.Context, service string, window time.Duration)
 	for {
 		select {
 		case <-ctx.Done():
-			return c.services(), nil
+			return all(), nil
 		case <-settleC:
-			return c.services(), nil
+			return all(), nil
 		case <-followC:
 			followC = nil
-			if qs := c.missing(); len(qs) > 0 {
+			var qs []dns.Question
+			for _, a := range srcs {
+				qs = append(qs, bySrc[a].missing()...)
+			}
+			if len(qs) > 0 {
 				ask(qs...)
 			}
 		case a := <-msgs:
+			if !sent[a.msg.Id] || !a.src.IsValid() {
+				continue // not an answer to our queries
+			}
+			c := bySrc[a.src]
+			if c == nil {
+				c = newRecords(svcName)
+				bySrc[a.src] = c
+				srcs = append(srcs, a.src)
+			}
 			if !c.add(a.msg, a.zone) || settleC != nil {
 				continue
 			}
@@ -186,6 +211,7 @@ func (s *sock) send(b []byte) {
 // IPv6 link-local address in it needs to be dialled.
 type answer struct {
 	msg  *dns.Msg
+	src  netip.Addr
 	zone string
 }
 
@@ -200,12 +226,14 @@ func (s *sock) read(out chan<- answer) {
 		if m.Unpack(buf[:n]) != nil || !m.Response {
 			continue // malformed or not an answer: ignored
 		}
+		var src netip.Addr
 		zone := ""
 		if u, ok := from.(*net.UDPAddr); ok {
-			zone = u.Zone
+			src, _ = netip.AddrFromSlice(u.IP)
+			src, zone = src.Unmap(), u.Zone
 		}
 		select {
-		case out <- answer{m, zone}:
+		case out <- answer{m, src, zone}:
 		default: // the browse is over or flooded
 		}
 	}

@@ -321,6 +321,10 @@ func canonical(pins []Pin) ([]Pin, error) {
 // characters at most. A name whose last label is all digits is refused: it
 // would read as an address. No trailing dot: the resolver compares names
 // literally.
+// ValidName checks a host name as Pin does (RFC 1123, no trailing dot, not
+// all-numeric at the end), wrapping ErrInvalid.
+func ValidName(name string) error { return validName(name) }
+
 func validName(name string) error {
 	bad := func(why string) error {
 		return fmt.Errorf("%w: host name %q: %s", ErrInvalid, name, why)

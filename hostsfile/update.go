@@ -7,14 +7,19 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // LockSuffix names the lock file beside the hosts file (/etc/hosts.agent.lock)
 // that serialises Updates across processes. It stays after use: removing a
 // lock file races with the next locker.
 const LockSuffix = ".agent.lock"
+
+// LockWait bounds how long Update waits for another process's lock.
+const LockWait = 5 * time.Second
 
 // pathMutexes holds one mutex per hosts file path (by absolute path); a
 // process updates one or two files, so it never grows beyond that. It is
@@ -99,9 +104,22 @@ func lockFile(path string) (unlock func(), onPath bool, err error) {
 	if err != nil {
 		return nil, false, fmt.Errorf("lock: %w", err)
 	}
-	if err := flock(f, syscall.LOCK_EX); err != nil {
-		f.Close()
-		return nil, false, fmt.Errorf("lock %s: %w", f.Name(), err)
+	// Bounded: a process that holds the lock and hangs must not hang the
+	// agent's connection or its stop.
+	deadline := time.Now().Add(LockWait)
+	for {
+		err := flock(f, syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			break
+		}
+		if err != syscall.EWOULDBLOCK || time.Now().After(deadline) {
+			f.Close()
+			if err == syscall.EWOULDBLOCK {
+				return nil, false, fmt.Errorf("lock %s: held by another process for over %v", f.Name(), LockWait)
+			}
+			return nil, false, fmt.Errorf("lock %s: %w", f.Name(), err)
+		}
+		time.Sleep(20 * time.Millisecond) // polling a file lock: there is no channel to wait on
 	}
 	// Closing the descriptor releases the flock.
 	return func() { f.Close() }, onPath, nil
@@ -137,8 +155,11 @@ func read(path string) ([]byte, error) {
 // removeStaleTemps deletes temp files a writer killed mid-Write left beside
 // path. Called under the cross-process lock, when no Update is writing.
 func removeStaleTemps(path string) {
-	stale, _ := filepath.Glob(filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".agent-tmp-*"))
-	for _, f := range stale {
-		_ = os.Remove(f)
+	dir, prefix := filepath.Dir(path), "."+filepath.Base(path)+".agent-tmp-"
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), prefix) && e.Type().IsRegular() {
+			_ = os.Remove(filepath.Join(dir, e.Name()))
+		}
 	}
 }

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/edgeagent/agent/hostsfile"
 )
 
 // DefaultPath is where the agent looks for its config on a board.
@@ -69,6 +71,9 @@ type Broker struct {
 type Advertise struct {
 	Interfaces []string `toml:"interfaces"`
 	Instance   string   `toml:"instance"`
+	// Refresh is how often the interfaces' addresses are checked, to
+	// advertise again after a DHCP change.
+	Refresh Duration `toml:"refresh"`
 }
 
 // TLS names the credential files.
@@ -131,6 +136,7 @@ const (
 	DefaultService   = "_secure-mqtt._tcp"
 	DefaultIPVersion = "both"
 	DefaultDiscover  = 3 * time.Second
+	DefaultRefresh   = 30 * time.Second
 )
 
 // Load reads and validates the file at path.
@@ -196,6 +202,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Broker.IPVersion == "" {
 		c.Broker.IPVersion = DefaultIPVersion
+	}
+	if !c.Advertise.Refresh.set {
+		c.Advertise.Refresh.Duration = DefaultRefresh
 	}
 	if !c.Broker.DiscoverTimeout.set {
 		c.Broker.DiscoverTimeout.Duration = DefaultDiscover
@@ -270,8 +279,10 @@ func (c *Config) validate() error {
 	if net.ParseIP(b.Host) != nil {
 		return fmt.Errorf("broker.host %q is an IP address: it must be the name the broker's certificate is issued for; put the IP in broker.address", b.Host)
 	}
-	if !ValidHost(b.Host) {
-		return fmt.Errorf("broker.host %q is not an RFC 1123 host name (letters, digits, hyphens, dot-separated; no IP address, port or scheme)", b.Host)
+	if err := hostsfile.ValidName(b.Host); err != nil {
+		// The same check the hosts-file pin makes, so a name accepted here
+		// can always be pinned.
+		return fmt.Errorf("broker.host %q is not an RFC 1123 host name (letters, digits, hyphens, dot-separated; no trailing dot, IP address, port or scheme): %s", b.Host, strings.TrimPrefix(err.Error(), hostsfile.ErrInvalid.Error()+": "))
 	}
 	if b.Port < 1 || b.Port > 65535 {
 		return fmt.Errorf("broker.port %d: must be 1-65535 (Mosquitto's TLS port is usually 8883)", b.Port)
@@ -292,6 +303,9 @@ func (c *Config) validate() error {
 	}
 	if d := b.DiscoverTimeout.Duration; d < 100*time.Millisecond || d > time.Minute {
 		return fmt.Errorf("broker.discover_timeout %v: between 100ms and 1m", d)
+	}
+	if r := c.Advertise.Refresh.Duration; r < time.Second || r > time.Hour {
+		return fmt.Errorf("advertise.refresh %v: between 1s and 1h", r)
 	}
 	for _, key := range []struct {
 		name  string

@@ -89,6 +89,7 @@ var badCases = []struct {
 	{"bad ip_version", "[broker]\nhost=\"b\"\nip_version=\"5\"", `broker.ip_version "5"`},
 	{"bad interface", "[broker]\nhost=\"b\"\ninterfaces=[\"eth 0\"]", `broker.interfaces: "eth 0"`},
 	{"bad advertise interface", "[broker]\nhost=\"b\"\n[advertise]\ninterfaces=[\"\"]", `advertise.interfaces: ""`},
+	{"advertise refresh", "[broker]\nhost=\"b\"\n[advertise]\nrefresh=\"10ms\"", "advertise.refresh 10ms"},
 	{"discover timeout", "[broker]\nhost=\"b\"\ndiscover_timeout=\"1ms\"", "broker.discover_timeout 1ms"},
 	{"prefix wildcard", "[broker]\nhost=\"b\"\n[mqtt]\nprefix=\"edge/#\"", `mqtt.prefix "edge/#"`},
 	{"bad duration", "[broker]\nhost=\"b\"\n[mqtt]\nkeepalive=\"soon\"", `mqtt.keepalive: "soon" is not a duration`},

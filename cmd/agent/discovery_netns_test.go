@@ -202,7 +202,12 @@ func TestDiscoveryInNamespaces(t *testing.T) {
 	}
 	checkHosts := func(want string) {
 		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
 		data, _ := os.ReadFile(l.hosts)
+		for !strings.Contains(string(data), want+"\tbroker.test") && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond) // the pin is written off the connection path
+			data, _ = os.ReadFile(l.hosts)
+		}
 		s := string(data)
 		if !strings.Contains(s, want+"\tbroker.test") || strings.Contains(s, "198.18.0.30") || strings.Contains(s, "evil") || !strings.HasPrefix(s, "127.0.0.1\tlocalhost\n") {
 			t.Errorf("hosts file, want %s pinned:\n%s", want, s)
@@ -246,16 +251,20 @@ func TestMasterAdvertises(t *testing.T) {
 	hostA := lab.AddHost("a", netip.MustParsePrefix("198.18.0.10/24"))
 	hostB := lab.AddHost("b", netip.MustParsePrefix("198.18.0.20/24"))
 	bc, err := fx.fleet.Issue("lab-broker", pki.Template{CN: brokertest.BrokerHost, DNSNames: []string{brokertest.BrokerHost},
-		IPs: []net.IP{net.ParseIP("198.18.0.10")}, Server: true})
+		IPs: []net.IP{net.ParseIP("198.18.0.10"), net.ParseIP("198.18.0.11")}, Server: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	broker, err := fx.fleet.Start(fx.ctx, brokertest.Options{CertFile: bc.Cert, KeyFile: bc.Key, Listen: "198.18.0.10", Port: 8883,
-		Wrap: []string{"ip", "netns", "exec", hostA.NS}})
-	if err != nil {
-		t.Fatal(err)
+	startBroker := func(ip string) *brokertest.Broker {
+		b, err := fx.fleet.Start(fx.ctx, brokertest.Options{CertFile: bc.Cert, KeyFile: bc.Key, Listen: ip, Port: 8883,
+			Wrap: []string{"ip", "netns", "exec", hostA.NS}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(b.Stop)
+		return b
 	}
-	t.Cleanup(broker.Stop)
+	broker := startBroker("198.18.0.10")
 	write := func(name, text string) string {
 		p := filepath.Join(fx.dir, name)
 		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
@@ -279,6 +288,7 @@ key = %q
 [advertise]
 interfaces = [%q]
 instance = "Hub broker"
+refresh = "1s"
 `, brokertest.BrokerHost, fx.fleet.CAFile, hub.Cert, hub.Key, hostA.Iface)))
 	if _, err := master.WaitOutput("advertising the broker", 10*time.Second); err != nil {
 		t.Fatal(err)
@@ -287,11 +297,15 @@ instance = "Hub broker"
 	if err != nil {
 		t.Fatal(err)
 	}
-	sub, err := fx.fleet.Client(broker, fx.fleet.Monitor).Subscribe(fx.ctx, "edge/dev1/telemetry/#")
-	if err != nil {
-		t.Fatal(err)
+	watch := func() *brokertest.Sub {
+		sub, err := fx.fleet.Client(broker, fx.fleet.Monitor).Subscribe(fx.ctx, "edge/dev1/telemetry/#")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(sub.Stop)
+		return sub
 	}
-	defer sub.Stop()
+	sub := watch()
 	remote := hostB.Start(t, agentBin, "run", "--config", write("dev1.toml", fmt.Sprintf(`[broker]
 host = %q
 discover = true
@@ -312,6 +326,25 @@ interval = "200ms"
 	}
 	if !logHas(remote.Output(), "discovered broker", `instance="Hub broker"`, "addr=198.18.0.10:8883") {
 		t.Errorf("remote did not find the master's advertisement:\n%s", remote.Output())
+	}
+
+	// The hub's address changes (DHCP): the master advertises the new one
+	// and the remote follows it.
+	sub.Stop()
+	broker.Stop()
+	if err := hostA.DelAddr(netip.MustParsePrefix("198.18.0.10/24")); err != nil {
+		t.Fatal(err)
+	}
+	if err := hostA.AddAddr(netip.MustParsePrefix("198.18.0.11/24")); err != nil {
+		t.Fatal(err)
+	}
+	broker = startBroker("198.18.0.11")
+	sub = watch()
+	if _, err := sub.Next("edge/dev1/telemetry/sim1", 30*time.Second); err != nil {
+		t.Fatalf("%v\nremote:\n%s\nmaster:\n%s", err, remote.Output(), master.Output())
+	}
+	if !logHas(master.Output(), "advertising the broker", "198.18.0.11") {
+		t.Errorf("master did not advertise again:\n%s", master.Output())
 	}
 }
 
@@ -355,7 +388,13 @@ func TestDiscoveryIPv6(t *testing.T) {
 	if !logHas(agent.Output(), "discovered broker", `instance="MQTT on hub"`, "addr=[fd00:18::10]:8883") {
 		t.Errorf("agent did not use the broker's IPv6 address:\n%s", agent.Output())
 	}
-	if data, _ := os.ReadFile(l.hosts); !strings.Contains(string(data), "fd00:18::10\tbroker.test") {
+	deadline := time.Now().Add(5 * time.Second)
+	data, _ = os.ReadFile(l.hosts)
+	for !strings.Contains(string(data), "fd00:18::10\tbroker.test") && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		data, _ = os.ReadFile(l.hosts)
+	}
+	if !strings.Contains(string(data), "fd00:18::10\tbroker.test") {
 		t.Errorf("hosts file:\n%s", data)
 	}
 }
