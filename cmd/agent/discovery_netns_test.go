@@ -165,7 +165,8 @@ func TestDiscoveryInNamespaces(t *testing.T) {
 	fx := l.fx
 
 	// What `agent discover` sees from B: all three advertisements.
-	out, err := l.b.Command(fx.ctx, agentBin, "discover", "--json", "--timeout", "2s", "--interface", l.b.Iface, "--ip-version", "4").Output()
+	// (--config: the interface and IP version come from the agent's config.)
+	out, err := l.b.Command(fx.ctx, agentBin, "discover", "--json", "--timeout", "2s", "--config", l.cfg).Output()
 	if err != nil {
 		t.Fatalf("agent discover: %v", err)
 	}

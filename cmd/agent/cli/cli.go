@@ -34,7 +34,7 @@ const usage = `agent: an edge agent for ARM boards (mutual-TLS MQTT to Mosquitto
 
 Usage:
   agent run [--config FILE] [--role remote|master] [--log-level debug|info|warn|error]
-  agent discover [--timeout 3s] [--json] [--service _secure-mqtt._tcp] [--interface NAME]... [--ip-version 4|6|both]
+  agent discover [--timeout 3s] [--json] [--config FILE] [--service _secure-mqtt._tcp] [--interface NAME]... [--ip-version 4|6|both]
   agent version
   agent help
 
@@ -127,12 +127,30 @@ func discover(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.SetOutput(stderr)
 	timeout := fs.Duration("timeout", 3*time.Second, "how long to listen for answers")
 	asJSON := fs.Bool("json", false, "print JSON")
+	cfgPath := fs.String("config", "", "take --service, --interface and --ip-version from this config's [broker]")
 	service := fs.String("service", discovery.DefaultService, "DNS-SD service type")
 	ipv := fs.String("ip-version", discovery.Both, "4, 6 or both")
 	var ifaces listFlag
 	fs.Var(&ifaces, "interface", "interface to browse on (repeatable; default: all multicast-capable)")
 	if err := fs.Parse(args); err != nil {
 		return ExitRefused
+	}
+	if *cfgPath != "" {
+		cfg, err := config.Load(*cfgPath)
+		if err != nil {
+			return refuse(stderr, err)
+		}
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		if !set["service"] {
+			*service = cfg.Broker.Service
+		}
+		if !set["ip-version"] {
+			*ipv = cfg.Broker.IPVersion
+		}
+		if !set["interface"] {
+			ifaces = cfg.Broker.Interfaces
+		}
 	}
 	if fs.NArg() > 0 || *timeout <= 0 || (*ipv != "4" && *ipv != "6" && *ipv != "both") {
 		fmt.Fprintln(stderr, "agent discover: takes only flags; --timeout > 0; --ip-version 4, 6 or both")
@@ -159,7 +177,8 @@ func discover(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return ExitOK
 	}
 	for _, s := range svcs {
-		fmt.Fprintf(stdout, "%s\n  host %s  port %d\n  addresses %v\n  txt %q\n", s.Instance, s.Host, s.Port, s.Addrs, s.TXT)
+		// %q: these strings come from the LAN and may hold control bytes.
+		fmt.Fprintf(stdout, "%q\n  host %q  port %d\n  addresses %v\n  txt %q\n", s.Instance, s.Host, s.Port, s.Addrs, s.TXT)
 	}
 	return ExitOK
 }

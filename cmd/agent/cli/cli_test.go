@@ -21,6 +21,9 @@ func TestUsage(t *testing.T) {
 		{[]string{"run", "extra"}, ExitRefused, "", `unexpected argument "extra"`},
 		{[]string{"run", "--log-level", "loud"}, ExitRefused, "", `--log-level "loud"`},
 		{[]string{"run", "--config", "/nonexistent/agent.toml"}, ExitRefused, "", "config /nonexistent/agent.toml: file not found"},
+		{[]string{"discover", "--config", "/nonexistent/agent.toml"}, ExitRefused, "", "config /nonexistent/agent.toml: file not found"},
+		{[]string{"discover", "--ip-version", "5"}, ExitRefused, "", "--ip-version 4, 6 or both"},
+		{[]string{"discover", "extra"}, ExitRefused, "", "takes only flags"},
 	}
 	for _, tc := range cases {
 		var out, errb bytes.Buffer
