@@ -95,28 +95,13 @@ func newDiscoLab(tb testing.TB) *discoLab {
 	if err := os.WriteFile(l.hosts, []byte("127.0.0.1\tlocalhost\n"), 0o644); err != nil {
 		tb.Fatal(err)
 	}
-	tmpl := `[broker]
-host = %q
-port = 8883
-%s
-hosts_file = %q
-[tls]
-ca = %q
-cert = %q
-key = %q
-[[sensor]]
-name = "sim1"
-type = "sim"
-interval = "200ms"
-`
 	l.cfg = filepath.Join(fx.dir, "agent-b.toml")
 	l.cfgFixed = filepath.Join(fx.dir, "agent-b-fixed.toml")
 	for path, how := range map[string]string{
 		l.cfg:      fmt.Sprintf("discover = true\ninterfaces = [%q]\nip_version = \"4\"", l.b.Iface),
 		l.cfgFixed: `address = "198.18.0.10"`,
 	} {
-		text := fmt.Sprintf(tmpl, brokertest.BrokerHost, how, l.hosts, fx.fleet.CAFile, l.dev.Cert, l.dev.Key)
-		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		if err := os.WriteFile(path, []byte(agentTOML(fx, l.dev, how, l.hosts)), 0o644); err != nil {
 			tb.Fatal(err)
 		}
 	}
@@ -227,6 +212,25 @@ func TestDiscoveryInNamespaces(t *testing.T) {
 	checkHosts("198.18.0.11")
 }
 
+// agentTOML is a lab agent's config: broker lines (how it finds the
+// broker), its hosts file and one 200 ms sim sensor.
+func agentTOML(fx *fixture, dev brokertest.Creds, broker, hosts string) string {
+	return fmt.Sprintf(`[broker]
+host = %q
+port = 8883
+%s
+hosts_file = %q
+[tls]
+ca = %q
+cert = %q
+key = %q
+[[sensor]]
+name = "sim1"
+type = "sim"
+interval = "200ms"
+`, brokertest.BrokerHost, broker, hosts, fx.fleet.CAFile, dev.Cert, dev.Key)
+}
+
 // logHas reports whether one line of log contains every part.
 func logHas(log string, parts ...string) bool {
 	for _, l := range strings.Split(log, "\n") {
@@ -307,21 +311,8 @@ refresh = "1s"
 		return sub
 	}
 	sub := watch()
-	remote := hostB.Start(t, agentBin, "run", "--config", write("dev1.toml", fmt.Sprintf(`[broker]
-host = %q
-discover = true
-interfaces = [%q]
-ip_version = "4"
-hosts_file = %q
-[tls]
-ca = %q
-cert = %q
-key = %q
-[[sensor]]
-name = "sim1"
-type = "sim"
-interval = "200ms"
-`, brokertest.BrokerHost, hostB.Iface, filepath.Join(fx.dir, "hosts-b"), fx.fleet.CAFile, dev.Cert, dev.Key)))
+	remote := hostB.Start(t, agentBin, "run", "--config", write("dev1.toml",
+		agentTOML(fx, dev, fmt.Sprintf("discover = true\ninterfaces = [%q]\nip_version = \"4\"", hostB.Iface), filepath.Join(fx.dir, "hosts-b"))))
 	if _, err := sub.Next("edge/dev1/telemetry/sim1", 20*time.Second); err != nil {
 		t.Fatalf("%v\nremote:\n%s\nmaster:\n%s", err, remote.Output(), master.Output())
 	}
