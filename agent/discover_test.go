@@ -153,3 +153,39 @@ func waitFile(t *testing.T, path, want string, timeout time.Duration) []byte {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestFixedAddressPinned: a fixed broker.address is pinned the same way
+// once a connection to it verified, and the pin stays after a clean stop
+// (other clients on the board rely on it).
+func TestFixedAddressPinned(t *testing.T) {
+	e := newEnv(t)
+	hosts := filepath.Join(t.TempDir(), "hosts")
+	cfg := e.config("dev1", simParts)
+	cfg.Broker.HostsFile = hosts
+	r := e.start(cfg)
+	r.waitLog(t, "msg=online", 10*time.Second)
+	waitFile(t, hosts, "127.0.0.1\tbroker.test", 5*time.Second)
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if data, _ := os.ReadFile(hosts); !strings.Contains(string(data), "127.0.0.1\tbroker.test") {
+		t.Errorf("pin gone after a clean stop:\n%s", data)
+	}
+}
+
+// TestUnwritableHostsFile: where the hosts file cannot be written the
+// agent says so and still connects, to the verified address it dialled.
+func TestUnwritableHostsFile(t *testing.T) {
+	e := newEnv(t)
+	fb := &fakeBrowser{}
+	fb.set(svc("c-broker", netip.MustParseAddrPort(e.broker.Addr), "host=broker.test"))
+	cfg := e.config("dev1", simParts)
+	notDir := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(notDir, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Broker.Address, cfg.Broker.Discover, cfg.Broker.HostsFile = "", true, filepath.Join(notDir, "hosts")
+	r := e.startOpts(cfg, Options{Browser: fb})
+	r.waitLog(t, "msg=online", 10*time.Second)
+	r.waitLog(t, "could not pin the broker in the hosts file", 5*time.Second)
+}
