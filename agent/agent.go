@@ -33,6 +33,7 @@ import (
 	"github.com/edgeagent/agent/agent/config"
 	"github.com/edgeagent/agent/discovery"
 	"github.com/edgeagent/agent/sensors"
+	"github.com/edgeagent/agent/sensors/kinds"
 	"github.com/edgeagent/agent/tlsclient"
 )
 
@@ -49,8 +50,11 @@ type Options struct {
 	// ShutdownTimeout bounds the offline publish and disconnect on stop.
 	ShutdownTimeout time.Duration
 	// Browser finds the broker when broker.discover is set; nil is mDNS
-	// (zeroconf) on broker.interfaces.
+	// on broker.interfaces.
 	Browser discovery.Browser
+	// Hardware is what sensor and actuator kinds use (buses, pins, /sys);
+	// nil is this machine's (periph.io host drivers, /sys, /proc).
+	Hardware *sensors.Env
 }
 
 // Daemon is one running agent.
@@ -74,6 +78,7 @@ type Daemon struct {
 	actBy     map[string]sensors.Actuator
 
 	browser discovery.Browser
+	env     *sensors.Env
 	broker  brokerAddr
 	pins    chan netip.Addr // to pinLoop
 
@@ -130,8 +135,12 @@ func New(o Options) (*Daemon, error) {
 	d.creds = tlsclient.NewHolder(creds)
 	d.tlsConf = tlsclient.Config(d.creds, cfg.Broker.Host, cfg.TLS.LegacyCN)
 	d.topics = newTopics(cfg.MQTT.Prefix, d.id)
+	d.env = o.Hardware
+	if d.env == nil {
+		d.env = &sensors.Env{SysRoot: "/sys", ProcRoot: "/proc", Clock: sensors.RealClock{}, Logger: d.log}
+	}
 	for i, sc := range cfg.Sensors {
-		s, err := sensors.NewSensor(sensors.Spec{Name: sc.Name, Type: sc.Type})
+		s, err := kinds.NewSensor(sensors.Spec{Name: sc.Name, Type: sc.Type, Options: sc.Options, Env: d.env})
 		if err != nil {
 			return nil, fmt.Errorf("%w: config %s: sensor[%d]: %w", ErrRefused, cfg.Path, i, err)
 		}
@@ -140,7 +149,7 @@ func New(o Options) (*Daemon, error) {
 		d.intervals[s.Name()] = sc.Interval.Duration
 	}
 	for i, ac := range cfg.Actuators {
-		a, err := sensors.NewActuator(sensors.Spec{Name: ac.Name, Type: ac.Type})
+		a, err := kinds.NewActuator(sensors.Spec{Name: ac.Name, Type: ac.Type, Options: ac.Options, Env: d.env})
 		if err != nil {
 			return nil, fmt.Errorf("%w: config %s: actuator[%d]: %w", ErrRefused, cfg.Path, i, err)
 		}

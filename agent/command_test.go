@@ -178,7 +178,7 @@ func TestBadInput(t *testing.T) {
 		{"unknown action", `{"id":"b2","action":"reboot"}`, ptr("b2"), `unknown action "reboot"`},
 		{"unknown actuator", `{"id":"b3","action":"set","args":{"actuator":"pump9","value":true}}`, ptr("b3"), `unknown actuator "pump9" (configured: relay1)`},
 		{"unknown sensor", `{"id":"b4","action":"read","args":{"sensor":"nope"}}`, ptr("b4"), `unknown sensor "nope" (configured: sim1)`},
-		{"value of wrong type", `{"id":"b5","action":"set","args":{"actuator":"relay1","value":"on"}}`, ptr("b5"), `takes true or false, got string "on"`},
+		{"value of wrong type", `{"id":"b5","action":"set","args":{"actuator":"relay1","value":"maybe"}}`, ptr("b5"), `takes true/false, 0/1 or "on"/"off", got string "maybe"`},
 		{"actuator of wrong type", `{"id":"b6","action":"set","args":{"actuator":5,"value":true}}`, ptr("b6"), `"actuator" must be a string`},
 		{"args not an object", `{"id":"b7","action":"read","args":"sim1"}`, ptr("b7"), `"args" must be an object`},
 		{"unknown arg", `{"id":"b8","action":"read","args":{"sensr":"sim1"}}`, ptr("b8"), `unknown field "sensr"`},

@@ -12,9 +12,6 @@ package sensors
 import (
 	"context"
 	"errors"
-	"fmt"
-	"sort"
-	"strings"
 	"time"
 )
 
@@ -45,44 +42,6 @@ type Actuator interface {
 
 // ErrBadValue is wrapped by Set errors about the requested value.
 var ErrBadValue = errors.New("bad value")
-
-// Spec is what config says about one sensor or actuator.
-type Spec struct {
-	Name string
-	Type string
-}
-
-var (
-	sensorKinds   = map[string]func(Spec) (Sensor, error){"sim": newSimSensor}
-	actuatorKinds = map[string]func(Spec) (Actuator, error){"sim": newSimActuator}
-)
-
-// NewSensor builds the sensor kind named by s.Type.
-func NewSensor(s Spec) (Sensor, error) {
-	mk, ok := sensorKinds[s.Type]
-	if !ok {
-		return nil, fmt.Errorf("sensor %q: unknown type %q (known: %s)", s.Name, s.Type, keys(sensorKinds))
-	}
-	return mk(s)
-}
-
-// NewActuator builds the actuator kind named by s.Type.
-func NewActuator(s Spec) (Actuator, error) {
-	mk, ok := actuatorKinds[s.Type]
-	if !ok {
-		return nil, fmt.Errorf("actuator %q: unknown type %q (known: %s)", s.Name, s.Type, keys(actuatorKinds))
-	}
-	return mk(s)
-}
-
-func keys[V any](m map[string]V) string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	return strings.Join(ks, ", ")
-}
 
 // Reading is one sample of one sensor.
 type Reading struct {

@@ -18,14 +18,19 @@ type simSensor struct {
 	t, h float64
 }
 
-func newSimSensor(s Spec) (Sensor, error) {
+// NewSimSensor is the "sim" sensor kind.
+func NewSimSensor(s Spec) (Sensor, error) {
+	if err := DecodeOptions(s, &struct{}{}); err != nil {
+		return nil, err
+	}
 	f := fnv.New64a()
 	f.Write([]byte(s.Name))
 	return &simSensor{name: s.Name, rng: rand.New(rand.NewPCG(f.Sum64(), 1)), t: 21.5, h: 45}, nil
 }
 
-func (s *simSensor) Name() string { return s.name }
-func (s *simSensor) Type() string { return "sim" }
+func (s *simSensor) Name() string   { return s.name }
+func (s *simSensor) Type() string   { return "sim" }
+func (s *simSensor) Keys() []string { return []string{"temperature_c", "humidity_pct"} }
 
 func (s *simSensor) Read(ctx context.Context) (Values, error) {
 	if err := ctx.Err(); err != nil {
@@ -48,15 +53,21 @@ type simActuator struct {
 	on   bool
 }
 
-func newSimActuator(s Spec) (Actuator, error) { return &simActuator{name: s.Name}, nil }
+// NewSimActuator is the "sim" actuator kind: a relay.
+func NewSimActuator(s Spec) (Actuator, error) {
+	if err := DecodeOptions(s, &struct{}{}); err != nil {
+		return nil, err
+	}
+	return &simActuator{name: s.Name}, nil
+}
 
 func (a *simActuator) Name() string { return a.name }
 func (a *simActuator) Type() string { return "sim" }
 
 func (a *simActuator) Set(ctx context.Context, v any) (any, error) {
-	b, ok := v.(bool)
-	if !ok {
-		return nil, fmt.Errorf("actuator %q takes true or false, got %s: %w", a.name, describe(v), ErrBadValue)
+	b, err := ParseSwitch(a.name, v)
+	if err != nil {
+		return nil, err
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()

@@ -95,12 +95,15 @@ type Sensor struct {
 	Name     string   `toml:"name"`
 	Type     string   `toml:"type"`
 	Interval Duration `toml:"interval"`
+	// Options are the table's other keys, checked by the kind (its type).
+	Options map[string]any `toml:"-"`
 }
 
 // Actuator is one [[actuator]] table.
 type Actuator struct {
-	Name string `toml:"name"`
-	Type string `toml:"type"`
+	Name    string         `toml:"name"`
+	Type    string         `toml:"type"`
+	Options map[string]any `toml:"-"`
 }
 
 // Duration is a time.Duration written as a Go duration string ("200ms").
@@ -169,11 +172,19 @@ func Parse(path string, data []byte) (*Config, error) {
 		}
 		return nil, fmt.Errorf("config %s: %v: %w", path, err, ErrInvalid)
 	}
-	if und := md.Undecoded(); len(und) > 0 {
-		keys := make([]string, len(und))
-		for i, k := range und {
-			keys[i] = k.String()
+	if err := c.collectOptions(data); err != nil {
+		return nil, fmt.Errorf("config %s: %v: %w", path, err, ErrInvalid)
+	}
+	var keys []string
+	for _, k := range md.Undecoded() {
+		// [[sensor]] and [[actuator]] keys beyond name/type/interval belong
+		// to the kind, which checks them when it is built.
+		if len(k) > 1 && (k[0] == "sensor" || k[0] == "actuator") {
+			continue
 		}
+		keys = append(keys, k.String())
+	}
+	if len(keys) > 0 {
 		sort.Strings(keys)
 		return nil, fmt.Errorf("config %s: unknown key %q (check the spelling; known keys are listed in docs/config.md): %w", path, keys[0], ErrInvalid)
 	}
@@ -188,6 +199,38 @@ func Parse(path string, data []byte) (*Config, error) {
 		return nil, fmt.Errorf("config %s: %w: %w", path, err, ErrInvalid)
 	}
 	return c, nil
+}
+
+// collectOptions gathers each [[sensor]] and [[actuator]] table's keys other
+// than the common ones into its Options.
+func (c *Config) collectOptions(data []byte) error {
+	var raw struct {
+		Sensor   []map[string]any `toml:"sensor"`
+		Actuator []map[string]any `toml:"actuator"`
+	}
+	if _, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&raw); err != nil {
+		return err
+	}
+	strip := func(m map[string]any, common ...string) map[string]any {
+		for _, k := range common {
+			delete(m, k)
+		}
+		if len(m) == 0 {
+			return nil
+		}
+		return m
+	}
+	for i := range c.Sensors {
+		if i < len(raw.Sensor) {
+			c.Sensors[i].Options = strip(raw.Sensor[i], "name", "type", "interval")
+		}
+	}
+	for i := range c.Actuators {
+		if i < len(raw.Actuator) {
+			c.Actuators[i].Options = strip(raw.Actuator[i], "name", "type")
+		}
+	}
+	return nil
 }
 
 func (c *Config) applyDefaults() {

@@ -75,7 +75,6 @@ var badCases = []struct {
 }{
 	{"unknown top key", "rol = \"remote\"\n[broker]\nhost=\"b\"", `unknown key "rol"`},
 	{"unknown nested key", "[broker]\nhost=\"b\"\nprot=1", `unknown key "broker.prot"`},
-	{"unknown sensor key", "[broker]\nhost=\"b\"\n[[sensor]]\nname=\"s\"\ntype=\"sim\"\nintervall=\"1s\"", `unknown key "sensor.intervall"`},
 	{"syntax", "[broker\nhost=\"b\"", "line 2: expected"},
 	{"wrong type", "[broker]\nhost=\"b\"\nport=\"8883\"", "broker.port"},
 	{"no host", "role=\"remote\"", "broker.host is required"},
@@ -119,6 +118,22 @@ func TestParseErrors(t *testing.T) {
 				t.Errorf("error %q lacks %q or the file name", err, tc.want)
 			}
 		})
+	}
+}
+
+func TestOptions(t *testing.T) {
+	c, err := Parse("a.toml", []byte("[broker]\nhost=\"b\"\n[[sensor]]\nname=\"t\"\ntype=\"bme280\"\nbus=\"1\"\naddress=0x76\n[[sensor]]\nname=\"s\"\ntype=\"sim\"\n[[actuator]]\nname=\"r\"\ntype=\"gpio-out\"\npin=\"GPIO17\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Sensors[0].Options; got["bus"] != "1" || got["address"] != int64(0x76) || len(got) != 2 {
+		t.Errorf("sensor options = %v", got)
+	}
+	if c.Sensors[1].Options != nil {
+		t.Errorf("sim options = %v, want none", c.Sensors[1].Options)
+	}
+	if c.Actuators[0].Options["pin"] != "GPIO17" {
+		t.Errorf("actuator options = %v", c.Actuators[0].Options)
 	}
 }
 

@@ -149,7 +149,7 @@ type = "sim"
 		`{"id":"demo-%d","action":"set","args":{"actuator":"relay1","value":true}}`,
 		`{"id":"demo-%d","action":"read","args":{"sensor":"sim1"}}`,
 		`{"id":"demo-%d","action":"set","args":{"actuator":"relay1","value":false}}`,
-		`{"id":"demo-%d","action":"set","args":{"actuator":"relay1","value":"on"}}`,
+		`{"id":"demo-%d","action":"set","args":{"actuator":"relay1","value":"maybe"}}`,
 	}
 	say("== every 3 s a command as user ops, the same as:")
 	say("   mosquitto_pub -h 127.0.0.1 -p %d --cafile %s --cert %s --key %s -V mqttv5 \\", broker.Port, fleet.CAFile, fleet.Ops.Cert, fleet.Ops.Key)

@@ -1,0 +1,169 @@
+package sensors
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	"periph.io/x/conn/v3/gpio"
+	"periph.io/x/conn/v3/i2c"
+)
+
+// Env is what the kinds need from the machine. Every field is injected, so
+// tests hand in periph's fakes and fixture trees.
+type Env struct {
+	// I2C returns the bus named in config ("/dev/i2c-1" or "1"). One bus is
+	// opened once and shared; its transactions are serialized.
+	I2C func(bus string) (i2c.Bus, error)
+	// Pin returns a GPIO line by periph name ("GPIO17") or "gpiochip0/17".
+	Pin      func(name string) (gpio.PinIO, error)
+	SysRoot  string // "/sys"
+	ProcRoot string // "/proc"
+	Clock    Clock
+	Logger   *slog.Logger
+}
+
+// Spec is what config says about one sensor or actuator.
+type Spec struct {
+	Name string
+	Type string
+	// Options are the table's other keys, for the kind to decode with
+	// DecodeOptions.
+	Options map[string]any
+	Env     *Env
+}
+
+// ErrOption is wrapped by DecodeOptions' refusals.
+var ErrOption = errors.New("bad option")
+
+// DecodeOptions decodes s.Options strictly into v, a pointer to a struct
+// with toml tags: an unknown key is an error naming it and the known ones,
+// a value of the wrong type names the key.
+func DecodeOptions(s Spec, v any) error {
+	if len(s.Options) == 0 {
+		return nil
+	}
+	var buf bytes.Buffer
+	if err := toml.NewEncoder(&buf).Encode(s.Options); err != nil {
+		return fmt.Errorf("%w: %v", ErrOption, err)
+	}
+	md, err := toml.NewDecoder(&buf).Decode(v)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) && pe.LastKey != "" {
+			return fmt.Errorf("%w: %s: %s", ErrOption, pe.LastKey, pe.Message)
+		}
+		return fmt.Errorf("%w: %v", ErrOption, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		keys := make([]string, len(und))
+		for i, k := range und {
+			keys[i] = k.String()
+		}
+		sort.Strings(keys)
+		return fmt.Errorf("%w: unknown option %q for type %s (known: %s)", ErrOption, keys[0], s.Type, strings.Join(knownKeys(md), ", "))
+	}
+	return nil
+}
+
+func knownKeys(md toml.MetaData) []string {
+	var out []string
+	for _, k := range md.Keys() {
+		if md.IsDefined(k...) {
+			out = append(out, k.String())
+		}
+	}
+	return out
+}
+
+// Watcher is a sensor that also reports on its own (a GPIO input's edges):
+// Watch runs until ctx ends and calls emit for each event.
+type Watcher interface {
+	Watch(ctx context.Context, emit func(Values)) error
+}
+
+// Keyed is a sensor that says which value keys it reports, before its
+// first reading (for Home Assistant discovery).
+type Keyed interface {
+	Keys() []string
+}
+
+// Range is a datasheet's valid range for one value.
+type Range struct{ Min, Max float64 }
+
+// ErrOutOfRange is wrapped by CheckRanges' refusals.
+var ErrOutOfRange = errors.New("out of range")
+
+// CheckRanges refuses a reading with a value outside its range: such a
+// value is a fault to flag, not data.
+func CheckRanges(v Values, ranges map[string]Range) error {
+	for k, r := range ranges {
+		x, ok := v[k].(float64)
+		if ok && (x < r.Min || x > r.Max) {
+			return fmt.Errorf("%w: %s = %v, outside the datasheet's %v..%v", ErrOutOfRange, k, x, r.Min, r.Max)
+		}
+	}
+	return nil
+}
+
+// ParseSwitch reads an on/off command value: true/false, 0/1 or
+// "on"/"off"; anything else wraps ErrBadValue.
+func ParseSwitch(name string, v any) (bool, error) {
+	switch x := v.(type) {
+	case bool:
+		return x, nil
+	case float64:
+		if x == 0 || x == 1 {
+			return x == 1, nil
+		}
+	case string:
+		switch strings.ToLower(x) {
+		case "on":
+			return true, nil
+		case "off":
+			return false, nil
+		}
+	}
+	return false, fmt.Errorf("actuator %q takes true/false, 0/1 or \"on\"/\"off\", got %s: %w", name, describe(v), ErrBadValue)
+}
+
+// Closer is an actuator or sensor with something to do on a clean stop
+// (an output's on_stop state, a bus to release).
+type Closer interface {
+	Close() error
+}
+
+// Clock is time, injected where behaviour depends on it (the scheduler,
+// debounce), so tests drive it.
+type Clock interface {
+	Now() time.Time
+	NewTimer(d time.Duration) Timer
+}
+
+// Timer is a resettable timer from a Clock.
+type Timer interface {
+	C() <-chan time.Time
+	Reset(d time.Duration)
+	Stop()
+}
+
+// RealClock is the wall clock.
+type RealClock struct{}
+
+// Now implements Clock.
+func (RealClock) Now() time.Time { return time.Now() }
+
+// NewTimer implements Clock.
+func (RealClock) NewTimer(d time.Duration) Timer { return realTimer{time.NewTimer(d)} }
+
+type realTimer struct{ t *time.Timer }
+
+func (r realTimer) C() <-chan time.Time   { return r.t.C }
+func (r realTimer) Reset(d time.Duration) { r.t.Reset(d) }
+func (r realTimer) Stop()                 { r.t.Stop() }

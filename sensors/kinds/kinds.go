@@ -1,0 +1,55 @@
+// Package kinds maps the config's `type` names to the sensor and actuator
+// kinds in the sensors packages: the one place that knows them all.
+package kinds
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/edgeagent/agent/sensors"
+)
+
+var (
+	sensorKinds = map[string]func(sensors.Spec) (sensors.Sensor, error){
+		"sim": sensors.NewSimSensor,
+	}
+	actuatorKinds = map[string]func(sensors.Spec) (sensors.Actuator, error){
+		"sim": sensors.NewSimActuator,
+	}
+)
+
+// NewSensor builds the sensor kind named by s.Type.
+func NewSensor(s sensors.Spec) (sensors.Sensor, error) {
+	mk, ok := sensorKinds[s.Type]
+	if !ok {
+		return nil, fmt.Errorf("sensor %q: unknown type %q (known: %s)", s.Name, s.Type, keys(sensorKinds))
+	}
+	x, err := mk(s)
+	if err != nil {
+		return nil, fmt.Errorf("sensor %q (type %s): %w", s.Name, s.Type, err)
+	}
+	return x, nil
+}
+
+// NewActuator builds the actuator kind named by s.Type.
+func NewActuator(s sensors.Spec) (sensors.Actuator, error) {
+	mk, ok := actuatorKinds[s.Type]
+	if !ok {
+		return nil, fmt.Errorf("actuator %q: unknown type %q (known: %s)", s.Name, s.Type, keys(actuatorKinds))
+	}
+	x, err := mk(s)
+	if err != nil {
+		return nil, fmt.Errorf("actuator %q (type %s): %w", s.Name, s.Type, err)
+	}
+	return x, nil
+}
+
+func keys[V any](m map[string]V) string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return strings.Join(ks, ", ")
+}
