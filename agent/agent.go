@@ -197,7 +197,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		if err := cm.AwaitConnection(gctx); err != nil {
 			return nil
 		}
-		sched := &sensors.Scheduler{Now: d.now, Logger: d.log}
+		sched := &sensors.Scheduler{Clock: d.env.Clock, Logger: d.log}
 		for _, s := range d.sensors {
 			sched.Add(s, d.intervals[s.Name()])
 		}

@@ -304,10 +304,24 @@ type telemetry struct {
 	Values sensors.Values `json:"values"`
 }
 
+// sensorError is what a failed reading publishes on the sensor's telemetry
+// topic: at most once per backoff step (the scheduler's).
+type sensorError struct {
+	TS     string `json:"ts"`
+	Sensor string `json:"sensor"`
+	Type   string `json:"type"`
+	Seq    uint64 `json:"seq"`
+	Error  string `json:"error"`
+}
+
 // publishReading sends one reading. While the link is down readings are
 // dropped and counted (store-and-forward is the buffer's job, not this one's).
 func (d *Daemon) publishReading(ctx context.Context, r sensors.Reading) {
-	err := d.publishJSON(ctx, d.topics.telemetry(r.Sensor), telemetry{TS: stamp(r.TS), Sensor: r.Sensor, Type: r.Type, Seq: r.Seq, Values: r.Values}, false, nil)
+	var msg any = telemetry{TS: stamp(r.TS), Sensor: r.Sensor, Type: r.Type, Seq: r.Seq, Values: r.Values}
+	if r.Err != nil {
+		msg = sensorError{TS: stamp(r.TS), Sensor: r.Sensor, Type: r.Type, Seq: r.Seq, Error: r.Err.Error()}
+	}
+	err := d.publishJSON(ctx, d.topics.telemetry(r.Sensor), msg, false, nil)
 	if err == nil || ctx.Err() != nil || errors.Is(err, errRefused) {
 		return // a refusal is logged by publish
 	}

@@ -8,11 +8,25 @@ import (
 )
 
 // Scheduler samples each sensor on its own interval and hands readings to an
-// emit function. The first reading of every sensor is taken at once, so the
-// first telemetry does not wait a whole interval.
+// emit function.
+//
+//   - The first reading of every sensor is taken at once, so the first
+//     telemetry does not wait a whole interval.
+//   - Each sensor runs in its own goroutine, on its own schedule: a slow or
+//     failing sensor never delays the others. Readings are due at
+//     start + k·interval (no drift); a read that overruns skips the slots it
+//     missed rather than bursting to catch up.
+//   - A failing sensor is retried with backoff (the interval doubling up to
+//     MaxBackoff); each failed attempt emits one Reading with Err set, so an
+//     error is reported at most once per backoff step, and the log says when
+//     a sensor starts and stops failing, not every time.
+//   - Sensors that are Watchers (a GPIO input's edges) also report on their
+//     own; their events share the sensor's seq.
 type Scheduler struct {
-	Now    func() time.Time // injected clock for timestamps; nil means time.Now
+	Clock  Clock // nil is the wall clock
 	Logger *slog.Logger
+	// MaxBackoff caps the retry delay of a failing sensor (0: 5 minutes).
+	MaxBackoff time.Duration
 
 	jobs []job
 }
@@ -22,59 +36,134 @@ type job struct {
 	interval time.Duration
 }
 
+// Reading is one sample of one sensor, or its failure.
+type Reading struct {
+	TS     time.Time
+	Sensor string
+	Type   string
+	Seq    uint64 // this sensor's readings from 1, +1 each; a failure carries the number the reading would have had
+	Values Values
+	Err    error // the read failed; Values is nil
+}
+
 // Add schedules s every interval. Call before Run.
 func (sc *Scheduler) Add(s Sensor, interval time.Duration) {
 	sc.jobs = append(sc.jobs, job{s, interval})
 }
 
 // Run samples until ctx ends, then returns nil once every sampler has
-// stopped. emit is called from one goroutine per sensor; a failed read is
-// logged and does not advance that sensor's seq.
+// stopped. emit is called from the sensors' goroutines.
 func (sc *Scheduler) Run(ctx context.Context, emit func(Reading)) error {
-	now := sc.Now
-	if now == nil {
-		now = time.Now
+	clock := sc.Clock
+	if clock == nil {
+		clock = RealClock{}
 	}
 	log := sc.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	maxBackoff := sc.MaxBackoff
+	if maxBackoff == 0 {
+		maxBackoff = 5 * time.Minute
+	}
 	var wg sync.WaitGroup
 	for _, j := range sc.jobs {
+		r := &runner{j: j, clock: clock, log: log.With("sensor", j.s.Name()), emit: emit, maxBackoff: maxBackoff}
 		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			l := log.With("sensor", j.s.Name())
-			t := time.NewTicker(j.interval)
-			defer t.Stop()
-			var seq uint64
-			var failing bool
-			for {
-				v, err := j.s.Read(ctx)
-				switch {
-				case ctx.Err() != nil:
-					return
-				case err != nil:
-					if !failing {
-						l.Warn("sensor read failed", "err", err)
-					}
-					failing = true
-				default:
-					if failing {
-						l.Info("sensor reads again")
-					}
-					failing = false
-					seq++
-					emit(Reading{TS: now().UTC(), Sensor: j.s.Name(), Type: j.s.Type(), Seq: seq, Values: v})
-				}
-				select {
-				case <-ctx.Done():
-					return
-				case <-t.C:
-				}
-			}
-		}()
+		go func() { defer wg.Done(); r.poll(ctx) }()
+		if w, ok := j.s.(Watcher); ok {
+			wg.Add(1)
+			go func() { defer wg.Done(); r.watch(ctx, w) }()
+		}
 	}
 	wg.Wait()
 	return nil
+}
+
+// runner is one sensor's sampling state.
+type runner struct {
+	j          job
+	clock      Clock
+	log        *slog.Logger
+	emit       func(Reading)
+	maxBackoff time.Duration
+
+	mu      sync.Mutex
+	seq     uint64
+	failing bool
+}
+
+func (r *runner) poll(ctx context.Context) {
+	interval := r.j.interval
+	next := r.clock.Now()
+	backoff := time.Duration(0)
+	t := r.clock.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C():
+		}
+		v, err := r.read(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		now := r.clock.Now()
+		if err != nil {
+			r.report(nil, err)
+			// Retry with backoff from now; the regular schedule resumes
+			// from the next success.
+			if backoff == 0 {
+				backoff = interval
+			} else {
+				backoff = min(2*backoff, max(r.maxBackoff, interval))
+			}
+			next = now.Add(backoff)
+		} else {
+			backoff = 0
+			r.report(v, nil)
+			next = next.Add(interval)
+			if !next.After(now) { // overran: skip the missed slots, no burst
+				missed := now.Sub(next)/interval + 1
+				next = next.Add(missed * interval)
+			}
+		}
+		t.Reset(next.Sub(now))
+	}
+}
+
+// read samples once, bounded so a hung bus cannot stall this sensor for
+// ever (the other sensors run on regardless).
+func (r *runner) read(ctx context.Context) (Values, error) {
+	limit := max(r.j.interval, 5*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	return r.j.s.Read(ctx)
+}
+
+func (r *runner) watch(ctx context.Context, w Watcher) {
+	err := w.Watch(ctx, func(v Values) { r.report(v, nil) })
+	if err != nil && ctx.Err() == nil {
+		r.log.Warn("sensor stopped watching; it is still sampled every interval", "err", err)
+	}
+}
+
+// report emits a reading or a failure and logs state changes.
+func (r *runner) report(v Values, err error) {
+	r.mu.Lock()
+	rd := Reading{TS: r.clock.Now().UTC(), Sensor: r.j.s.Name(), Type: r.j.s.Type(), Seq: r.seq + 1, Values: v, Err: err}
+	switch {
+	case err != nil && !r.failing:
+		r.failing = true
+		r.log.Warn("sensor read failed; retrying with backoff", "err", err)
+	case err == nil && r.failing:
+		r.failing = false
+		r.log.Info("sensor reads again")
+	}
+	if err == nil {
+		r.seq++
+	}
+	r.mu.Unlock()
+	r.emit(rd)
 }

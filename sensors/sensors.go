@@ -12,7 +12,6 @@ package sensors
 import (
 	"context"
 	"errors"
-	"time"
 )
 
 // Values are one reading's measurements, keyed with the unit in the name
@@ -42,12 +41,3 @@ type Actuator interface {
 
 // ErrBadValue is wrapped by Set errors about the requested value.
 var ErrBadValue = errors.New("bad value")
-
-// Reading is one sample of one sensor.
-type Reading struct {
-	TS     time.Time
-	Sensor string
-	Type   string
-	Seq    uint64 // counts this sensor's readings from 1, +1 each
-	Values Values
-}

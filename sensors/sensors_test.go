@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 )
 
 func TestSimSensor(t *testing.T) {
@@ -85,59 +83,5 @@ func TestCheckRanges(t *testing.T) {
 	}
 	if err := CheckRanges(Values{"temperature_c": 150.0}, r); !errors.Is(err, ErrOutOfRange) || !strings.Contains(err.Error(), "temperature_c = 150") {
 		t.Errorf("CheckRanges = %v", err)
-	}
-}
-
-// flaky fails its second read.
-type flaky struct {
-	mu sync.Mutex
-	n  int
-}
-
-func (f *flaky) Name() string { return "f" }
-func (f *flaky) Type() string { return "test" }
-func (f *flaky) Read(context.Context) (Values, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.n++
-	if f.n == 2 {
-		return nil, errors.New("bus error")
-	}
-	return Values{"n": f.n}, nil
-}
-
-// TestSchedulerSeq: the first reading comes at once, seq counts successful
-// readings, a failed read skips a number of nothing, and Run returns when
-// ctx ends.
-func TestSchedulerSeq(t *testing.T) {
-	fixed := time.Date(2026, 1, 2, 3, 4, 5, 0, time.FixedZone("X", 3600))
-	sc := &Scheduler{Now: func() time.Time { return fixed }}
-	sc.Add(&flaky{}, time.Millisecond)
-	ctx, cancel := context.WithCancel(context.Background())
-	got := make(chan Reading, 100)
-	done := make(chan error)
-	go func() {
-		done <- sc.Run(ctx, func(r Reading) {
-			select {
-			case got <- r:
-			default:
-			}
-		})
-	}()
-	for want := uint64(1); want <= 3; want++ {
-		select {
-		case r := <-got:
-			if r.Seq != want || r.TS.Location() != time.UTC || !r.TS.Equal(fixed) {
-				t.Errorf("reading %+v, want seq %d at %v UTC", r, want, fixed)
-			}
-		case <-time.After(5 * time.Second):
-			t.Fatal("no reading within 5s")
-		}
-	}
-	cancel()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("Run did not return after cancel")
 	}
 }

@@ -99,3 +99,23 @@ func (t *timer) Stop() {
 	defer t.c.mu.Unlock()
 	t.armed = false
 }
+
+// AdvanceToNext moves time to the earliest armed timer's deadline (firing
+// it) and reports whether there was one.
+func (c *Clock) AdvanceToNext() bool {
+	c.mu.Lock()
+	var next time.Time
+	found := false
+	for _, t := range c.timers {
+		if t.armed && (!found || t.when.Before(next)) {
+			next, found = t.when, true
+		}
+	}
+	now := c.now
+	c.mu.Unlock()
+	if !found {
+		return false
+	}
+	c.Advance(next.Sub(now))
+	return true
+}
