@@ -33,6 +33,8 @@ import (
 	"github.com/edgeagent/agent/agent/config"
 	"github.com/edgeagent/agent/discovery"
 	"github.com/edgeagent/agent/sensors"
+	gpiokind "github.com/edgeagent/agent/sensors/gpio"
+	"github.com/edgeagent/agent/sensors/hostenv"
 	"github.com/edgeagent/agent/sensors/kinds"
 	"github.com/edgeagent/agent/tlsclient"
 )
@@ -77,10 +79,11 @@ type Daemon struct {
 	actuators []sensors.Actuator
 	actBy     map[string]sensors.Actuator
 
-	browser discovery.Browser
-	env     *sensors.Env
-	broker  brokerAddr
-	pins    chan netip.Addr // to pinLoop
+	browser  discovery.Browser
+	env      *sensors.Env
+	closeEnv func() // releases buses opened for the kinds (nil: none)
+	broker   brokerAddr
+	pins     chan netip.Addr // to pinLoop
 
 	cm      *autopaho.ConnectionManager
 	queue   *cmdQueue
@@ -89,6 +92,7 @@ type Daemon struct {
 	link    link
 	actMu   sync.Mutex // orders actuator Set+state publish against the announce
 	flaps   flapBackoff
+	ha      haCollector
 	goodbye atomic.Bool // offline could not be published: disconnect so the broker sends the will
 	offline atomic.Bool // readings are being dropped because the link is down
 	dropped atomic.Uint64
@@ -138,6 +142,10 @@ func New(o Options) (*Daemon, error) {
 	d.env = o.Hardware
 	if d.env == nil {
 		d.env = &sensors.Env{SysRoot: "/sys", ProcRoot: "/proc", Clock: sensors.RealClock{}, Logger: d.log}
+		if needsHost(cfg) {
+			// periph's host drivers, once, only when hardware is configured.
+			d.env, d.closeEnv = hostenv.New(d.log, gpiokind.HostPin)
+		}
 	}
 	for i, sc := range cfg.Sensors {
 		s, err := kinds.NewSensor(sensors.Spec{Name: sc.Name, Type: sc.Type, Options: sc.Options, Env: d.env})
@@ -218,6 +226,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := cm.Disconnect(sctx); err != nil {
 		d.log.Warn("disconnect did not finish in time", "err", err)
 	}
+	d.closeParts()
 	d.log.Info("agent stopped", "dropped_offline", d.dropped.Load())
 	if runErr != nil && !errors.Is(runErr, context.Canceled) {
 		return runErr
@@ -246,6 +255,9 @@ func (d *Daemon) announceLoop(ctx context.Context) error {
 			_ = d.publishState(lctx, a.Name(), a.State())
 		}
 		d.actMu.Unlock()
+		if d.cfg.HA.Discovery {
+			d.announceHA(lctx)
+		}
 		if err := d.publishJSON(lctx, d.topics.status, d.statusPayload("online"), true, nil); err == nil {
 			d.log.Info("online", "status", d.topics.status)
 		}
@@ -265,6 +277,43 @@ func (d *Daemon) statusPayload(state string) status {
 
 // stamp formats t as RFC 3339 UTC with milliseconds.
 func stamp(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z07:00") }
+
+// needsHost reports whether a configured kind uses the board's hardware.
+func needsHost(cfg *config.Config) bool {
+	for _, s := range cfg.Sensors {
+		if s.Type != "sim" {
+			return true
+		}
+	}
+	for _, a := range cfg.Actuators {
+		if a.Type != "sim" {
+			return true
+		}
+	}
+	return false
+}
+
+// closeParts applies each part's stop behaviour (an output's on_stop, a
+// sensor's periodic measurement) and releases the buses.
+func (d *Daemon) closeParts() {
+	for _, a := range d.actuators {
+		if c, ok := a.(sensors.Closer); ok {
+			if err := c.Close(); err != nil {
+				d.log.Warn("actuator stop", "actuator", a.Name(), "err", err)
+			}
+		}
+	}
+	for _, s := range d.sensors {
+		if c, ok := s.(sensors.Closer); ok {
+			if err := c.Close(); err != nil {
+				d.log.Warn("sensor stop", "sensor", s.Name(), "err", err)
+			}
+		}
+	}
+	if d.closeEnv != nil {
+		d.closeEnv()
+	}
+}
 
 // link hands each connection a context that ends when the connection goes
 // down (or the run ends).

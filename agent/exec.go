@@ -122,6 +122,10 @@ func (c *dedup) put(id string, reply []byte) {
 func (d *Daemon) onPublish(pr paho.PublishReceived) (bool, error) {
 	p := pr.Packet
 	if p.Topic != d.topics.cmd {
+		if d.cfg.HA.Discovery && isHAConfig(p.Topic, d.cfg.HA.Prefix) {
+			d.ha.add(p.Topic, p.Payload)
+			return true, nil
+		}
 		return false, nil
 	}
 	it := item{size: len(p.Payload)}

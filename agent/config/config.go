@@ -44,6 +44,7 @@ type Config struct {
 	TLS       TLS        `toml:"tls"`
 	MQTT      MQTT       `toml:"mqtt"`
 	Advertise Advertise  `toml:"advertise"`
+	HA        HA         `toml:"homeassistant"`
 	Sensors   []Sensor   `toml:"sensor"`
 	Actuators []Actuator `toml:"actuator"`
 
@@ -64,6 +65,13 @@ type Broker struct {
 	Interfaces      []string `toml:"interfaces"`
 	IPVersion       string   `toml:"ip_version"`
 	DiscoverTimeout Duration `toml:"discover_timeout"`
+}
+
+// HA is Home Assistant MQTT discovery.
+type HA struct {
+	Discovery bool   `toml:"discovery"`
+	Prefix    string `toml:"prefix"`
+	Name      string `toml:"name"` // the device's name in Home Assistant; default the id
 }
 
 // Advertise is the master's DNS-SD advertisement of the broker beside it;
@@ -246,6 +254,9 @@ func (c *Config) applyDefaults() {
 	if c.Broker.IPVersion == "" {
 		c.Broker.IPVersion = DefaultIPVersion
 	}
+	if c.HA.Prefix == "" {
+		c.HA.Prefix = "homeassistant"
+	}
 	if !c.Advertise.Refresh.set {
 		c.Advertise.Refresh.Duration = DefaultRefresh
 	}
@@ -359,6 +370,9 @@ func (c *Config) validate() error {
 				return fmt.Errorf("%s: %q is not an interface name (like \"eth0\" or \"wlan0\")", key.name, n)
 			}
 		}
+	}
+	if !levelRE.MatchString(c.HA.Prefix) {
+		return fmt.Errorf("homeassistant.prefix %q: one topic level (Home Assistant's default is \"homeassistant\")", c.HA.Prefix)
 	}
 	if !levelRE.MatchString(c.MQTT.Prefix) {
 		return fmt.Errorf("mqtt.prefix %q: one topic level of letters, digits, '.', '_' or '-' (no '/', '+', '#')", c.MQTT.Prefix)

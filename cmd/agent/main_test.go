@@ -241,7 +241,7 @@ func TestRefusals(t *testing.T) {
 		{"id differs from CN", fx.writeConfig("dev2", good, 8883, "", ""), []string{`id "dev2"`, `"dev1"`, good.Cert}},
 		{"unknown key", fx.writeConfig("dev1", good, 8883, "", "[mqtt]\nprefixx = \"x\"\n"), []string{`unknown key "mqtt.prefixx"`}},
 		{"invalid value", fx.writeConfig("dev1", good, 8883, "", "[mqtt]\nkeepalive = \"soon\"\n"), []string{"keepalive", `"soon" is not a duration`}},
-		{"unknown sensor type", fx.writeConfig("dev1", good, 8883, "", "[[sensor]]\nname = \"t1\"\ntype = \"thermo\"\n"), []string{`unknown type "thermo"`, "known: sim"}},
+		{"unknown sensor type", fx.writeConfig("dev1", good, 8883, "", "[[sensor]]\nname = \"t1\"\ntype = \"thermo\"\n"), []string{`unknown type "thermo"`, "known: aht20, bh1750, bme280"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

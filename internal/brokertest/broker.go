@@ -26,10 +26,12 @@ import (
 )
 
 // DefaultACL is the fleet ACL of the wire contract: a device writes only under
-// edge/<cn>/ and reads only its command topic; "monitor" reads everything and
+// edge/<cn>/ and reads only its command topic (and manages its own Home
+// Assistant discovery configs); "monitor" reads everything and
 // "ops" may command any device and read the replies.
 const DefaultACL = `pattern write edge/%u/#
 pattern read edge/%u/cmd
+pattern readwrite homeassistant/+/%u/#
 
 user monitor
 topic read #

@@ -4,20 +4,33 @@ package kinds
 
 import (
 	"fmt"
+	"maps"
 	"sort"
 	"strings"
 
 	"github.com/edgeagent/agent/sensors"
+	"github.com/edgeagent/agent/sensors/gpio"
+	"github.com/edgeagent/agent/sensors/i2cdev"
+	"github.com/edgeagent/agent/sensors/sysfs"
 )
 
-var (
-	sensorKinds = map[string]func(sensors.Spec) (sensors.Sensor, error){
-		"sim": sensors.NewSimSensor,
+var sensorKinds, actuatorKinds = build()
+
+func build() (map[string]func(sensors.Spec) (sensors.Sensor, error), map[string]func(sensors.Spec) (sensors.Actuator, error)) {
+	ss := map[string]func(sensors.Spec) (sensors.Sensor, error){"sim": sensors.NewSimSensor}
+	as := map[string]func(sensors.Spec) (sensors.Actuator, error){"sim": sensors.NewSimActuator}
+	for _, m := range []map[string]func(sensors.Spec) (sensors.Sensor, error){i2cdev.Kinds, gpio.Sensors, sysfs.Sensors} {
+		maps.Copy(ss, m)
 	}
-	actuatorKinds = map[string]func(sensors.Spec) (sensors.Actuator, error){
-		"sim": sensors.NewSimActuator,
+	for _, m := range []map[string]func(sensors.Spec) (sensors.Actuator, error){gpio.Actuators, sysfs.Actuators} {
+		maps.Copy(as, m)
 	}
-)
+	return ss, as
+}
+
+// SensorTypes and ActuatorTypes list the known type names.
+func SensorTypes() string   { return keys(sensorKinds) }
+func ActuatorTypes() string { return keys(actuatorKinds) }
 
 // NewSensor builds the sensor kind named by s.Type.
 func NewSensor(s sensors.Spec) (sensors.Sensor, error) {

@@ -21,6 +21,10 @@ import (
 	"github.com/edgeagent/agent/agent"
 	"github.com/edgeagent/agent/agent/config"
 	"github.com/edgeagent/agent/discovery"
+	"github.com/edgeagent/agent/sensors"
+	gpiokind "github.com/edgeagent/agent/sensors/gpio"
+	"github.com/edgeagent/agent/sensors/hostenv"
+	"github.com/edgeagent/agent/sensors/kinds"
 )
 
 // Exit codes.
@@ -35,6 +39,7 @@ const usage = `agent: an edge agent for ARM boards (mutual-TLS MQTT to Mosquitto
 Usage:
   agent run [--config FILE] [--role remote|master] [--log-level debug|info|warn|error]
   agent discover [--timeout 3s] [--json] [--config FILE] [--service _secure-mqtt._tcp] [--interface NAME]... [--ip-version 4|6|both]
+  agent sensors [--config FILE] [--scan BUS]
   agent version
   agent help
 
@@ -51,6 +56,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, version s
 	switch args[0] {
 	case "run":
 		return run(ctx, args[1:], stderr, version)
+	case "sensors":
+		return sensorsCmd(ctx, args[1:], stdout, stderr)
 	case "discover":
 		return discover(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
@@ -181,4 +188,72 @@ func discover(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stdout, "%q\n  host %q  port %d\n  addresses %v\n  txt %q\n", s.Instance, s.Host, s.Port, s.Addrs, s.TXT)
 	}
 	return ExitOK
+}
+
+// sensorsCmd probes each configured sensor once and prints its reading or
+// its error: what a person does first when wiring a board. --scan lists the
+// I2C addresses that answer on a bus.
+func sensorsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("agent sensors", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", config.DefaultPath, "config file (TOML)")
+	scan := fs.String("scan", "", "list the addresses answering on this I2C bus (\"1\" or \"/dev/i2c-1\")")
+	if err := fs.Parse(args); err != nil {
+		return ExitRefused
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "agent sensors: unexpected argument %q\n", fs.Arg(0))
+		return ExitRefused
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	env, closeEnv := hostenv.New(log, gpiokind.HostPin)
+	defer closeEnv()
+	if *scan != "" {
+		bus, err := env.I2C(*scan)
+		if err != nil {
+			fmt.Fprintf(stderr, "agent sensors: %v\n", err)
+			return ExitFailure
+		}
+		found := hostenv.Scan(bus)
+		if len(found) == 0 {
+			fmt.Fprintf(stdout, "no device answers on %s\n", *scan)
+			return ExitOK
+		}
+		for _, a := range found {
+			fmt.Fprintf(stdout, "0x%02x\n", a)
+		}
+		return ExitOK
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		return refuse(stderr, err)
+	}
+	return probe(ctx, cfg, env, stdout)
+}
+
+// probe reads each configured sensor once.
+func probe(ctx context.Context, cfg *config.Config, env *sensors.Env, stdout io.Writer) int {
+	code := ExitOK
+	for _, sc := range cfg.Sensors {
+		s, err := kinds.NewSensor(sensors.Spec{Name: sc.Name, Type: sc.Type, Options: sc.Options, Env: env})
+		if err != nil {
+			fmt.Fprintf(stdout, "%-12s %-8s FAIL  %v\n", sc.Name, sc.Type, err)
+			code = ExitFailure
+			continue
+		}
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		v, err := s.Read(rctx)
+		cancel()
+		if c, ok := s.(sensors.Closer); ok {
+			_ = c.Close()
+		}
+		if err != nil {
+			fmt.Fprintf(stdout, "%-12s %-8s FAIL  %v\n", sc.Name, sc.Type, err)
+			code = ExitFailure
+			continue
+		}
+		b, _ := json.Marshal(v)
+		fmt.Fprintf(stdout, "%-12s %-8s ok    %s\n", sc.Name, sc.Type, b)
+	}
+	return code
 }
