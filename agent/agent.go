@@ -148,18 +148,32 @@ func New(o Options) (*Daemon, error) {
 		}
 	}
 	for i, sc := range cfg.Sensors {
-		s, err := kinds.NewSensor(sensors.Spec{Name: sc.Name, Type: sc.Type, Options: sc.Options, Env: d.env})
-		if err != nil {
+		spec := sensors.Spec{Name: sc.Name, Type: sc.Type, Options: sc.Options, Env: d.env}
+		s, err := kinds.NewSensor(spec)
+		switch {
+		case err != nil && kinds.IsConfigError(err):
+			d.closeParts()
 			return nil, fmt.Errorf("%w: config %s: sensor[%d]: %w", ErrRefused, cfg.Path, i, err)
+		case err != nil:
+			// Absent or silent hardware: the rest of the agent runs, and
+			// this sensor reports the error and retries with backoff.
+			d.log.Warn("sensor hardware not available; retrying", "sensor", sc.Name, "err", err)
+			s = kinds.DeferredSensor(spec, err)
 		}
 		d.sensors = append(d.sensors, s)
 		d.sensorBy[s.Name()] = s
 		d.intervals[s.Name()] = sc.Interval.Duration
 	}
 	for i, ac := range cfg.Actuators {
-		a, err := kinds.NewActuator(sensors.Spec{Name: ac.Name, Type: ac.Type, Options: ac.Options, Env: d.env})
-		if err != nil {
+		spec := sensors.Spec{Name: ac.Name, Type: ac.Type, Options: ac.Options, Env: d.env}
+		a, err := kinds.NewActuator(spec)
+		switch {
+		case err != nil && kinds.IsConfigError(err):
+			d.closeParts()
 			return nil, fmt.Errorf("%w: config %s: actuator[%d]: %w", ErrRefused, cfg.Path, i, err)
+		case err != nil:
+			d.log.Warn("actuator hardware not available; each command retries", "actuator", ac.Name, "err", err)
+			a = kinds.DeferredActuator(spec, err)
 		}
 		d.actuators = append(d.actuators, a)
 		d.actBy[a.Name()] = a

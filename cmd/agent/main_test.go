@@ -470,3 +470,24 @@ func TestConnectErrors(t *testing.T) {
 		t.Log(p.waitFor(t, 15*time.Second, "broker connection failed", "broker.invalid", "/etc/hosts"))
 	})
 }
+
+// TestSensorsCommand: `agent sensors` probes each configured sensor once and
+// says which work; a sensor whose bus is absent fails with the bus named.
+func TestSensorsCommand(t *testing.T) {
+	fx := newFixture(t, false)
+	c, err := fx.fleet.Device("dev1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := fx.writeConfig("dev1", c, 8883, "", "[[sensor]]\nname = \"t9\"\ntype = \"bme280\"\nbus = \"7\"\n")
+	cmd := exec.Command(agentBin, "sensors", "--config", cfg)
+	out, err := cmd.Output()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	}
+	s := string(out)
+	if code != 1 || !logHas(s, "sim1", "ok", "temperature_c") || !logHas(s, "t9", "bme280", "FAIL", `"7"`) {
+		t.Errorf("agent sensors exit %d:\n%s", code, s)
+	}
+}

@@ -36,7 +36,7 @@ func ActuatorTypes() string { return keys(actuatorKinds) }
 func NewSensor(s sensors.Spec) (sensors.Sensor, error) {
 	mk, ok := sensorKinds[s.Type]
 	if !ok {
-		return nil, fmt.Errorf("sensor %q: unknown type %q (known: %s)", s.Name, s.Type, keys(sensorKinds))
+		return nil, fmt.Errorf("sensor %q: %w %q (known: %s)", s.Name, ErrUnknownType, s.Type, keys(sensorKinds))
 	}
 	x, err := mk(s)
 	if err != nil {
@@ -49,7 +49,7 @@ func NewSensor(s sensors.Spec) (sensors.Sensor, error) {
 func NewActuator(s sensors.Spec) (sensors.Actuator, error) {
 	mk, ok := actuatorKinds[s.Type]
 	if !ok {
-		return nil, fmt.Errorf("actuator %q: unknown type %q (known: %s)", s.Name, s.Type, keys(actuatorKinds))
+		return nil, fmt.Errorf("actuator %q: %w %q (known: %s)", s.Name, ErrUnknownType, s.Type, keys(actuatorKinds))
 	}
 	x, err := mk(s)
 	if err != nil {
