@@ -147,10 +147,10 @@ func TestHardwareKinds(t *testing.T) {
 		}
 	}
 	checks := map[string]string{
-		"edge/dev1/telemetry/sht1": `"values":{"humidity_pct":40,"temperature_c":25}`,
-		"edge/dev1/telemetry/door": `"values":{"level":true}`,
-		"edge/dev1/telemetry/sys":  `"temperature_c":47.5`,
-		"edge/dev1/telemetry/bme9": `"error":"`,
+		"edge/dev1/telemetry/sht1":                            `"values":{"humidity_pct":40,"temperature_c":25}`,
+		"edge/dev1/telemetry/door":                            `"values":{"level":true}`,
+		"edge/dev1/telemetry/sys":                             `"temperature_c":47.5`,
+		"edge/dev1/telemetry/bme9":                            `"error":"`,
 		"homeassistant/sensor/dev1/sht1_temperature_c/config": `"device_class":"temperature"`,
 		"homeassistant/switch/dev1/relay1/config":             `"command_topic":"edge/dev1/cmd"`,
 	}
@@ -210,4 +210,3 @@ func keysOf(m map[string]string) []string {
 	}
 	return out
 }
-
