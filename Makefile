@@ -43,6 +43,8 @@ bench: deps
 	$(GO) test -run '^$$' -bench 'CommandRoundTrip' -benchtime 1000x ./cmd/agent
 	$(GO) test -run '^$$' -bench 'SteadyRSS' -benchtime 1x ./cmd/agent
 	$(GO) test -run '^$$' -bench 'Discovery' -benchtime 5x ./cmd/agent
+	$(GO) test -run '^$$' -bench 'SchedulerJitter' -benchtime 100x ./sensors
+	$(GO) test -run '^$$' -bench 'Decode' -benchtime 1s ./sensors/i2cdev
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./agent/config
