@@ -1,6 +1,7 @@
 package hostenv
 
 import (
+	"errors"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -47,5 +48,24 @@ func TestLockedBusSerializes(t *testing.T) {
 	wg.Wait()
 	if fake.overlap.Load() {
 		t.Error("two transactions overlapped on one bus")
+	}
+}
+
+// twoDevices acknowledges reads at 0x44 and 0x76 only.
+type twoDevices struct{ overlapBus }
+
+func (b *twoDevices) Tx(addr uint16, w, r []byte) error {
+	if addr == 0x44 || addr == 0x76 {
+		return nil
+	}
+	return errNACK
+}
+
+var errNACK = errors.New("NACK")
+
+func TestScan(t *testing.T) {
+	got := Scan(&twoDevices{})
+	if len(got) != 2 || got[0] != 0x44 || got[1] != 0x76 {
+		t.Errorf("Scan = %#x, want [0x44 0x76]", got)
 	}
 }
