@@ -217,9 +217,9 @@ func renderCommand(t *testing.T, tmpl, value string) string {
 
 func TestValueTemplate(t *testing.T) {
 	cases := []struct{ key, want string }{
-		{"temperature_c", "{{ value_json.values.temperature_c }}"},
-		{"9lives", "{{ value_json.values['9lives'] }}"},
-		{`k'"\`, `{{ value_json.values['k\'"\\'] }}`},
+		{"temperature_c", "{{ value_json['values'].temperature_c }}"},
+		{"9lives", "{{ value_json['values']['9lives'] }}"},
+		{`k'"\`, `{{ value_json['values']['k\'"\\'] }}`},
 	}
 	for _, tc := range cases {
 		if got := valueTemplate(tc.key); got != tc.want {

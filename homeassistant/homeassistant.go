@@ -217,7 +217,7 @@ func Configs(dev Device, t Topics, sensors []Sensor, actuators []Actuator) []Mes
 			if key == binaryKey {
 				component = "binary_sensor"
 				// Works whether the agent reports the level as a bool or 0/1.
-				c.ValueTemplate = "{{ 'ON' if value_json.values." + binaryKey + " else 'OFF' }}"
+				c.ValueTemplate = "{{ 'ON' if value_json['values']." + binaryKey + " else 'OFF' }}"
 				c.PayloadOn, c.PayloadOff = "ON", "OFF"
 			} else {
 				c.ValueTemplate = valueTemplate(key)
@@ -248,9 +248,11 @@ func Configs(dev Device, t Topics, sensors []Sensor, actuators []Actuator) []Mes
 // plain identifiers are read by subscript so the template stays valid.
 func valueTemplate(key string) string {
 	if isIdent(key) {
-		return "{{ value_json.values." + key + " }}"
+		// value_json['values'], not value_json.values: in Jinja the latter
+		// is the dict's values() method, and the template renders nothing.
+		return "{{ value_json['values']." + key + " }}"
 	}
-	return "{{ value_json.values[" + jinjaString(key) + "] }}"
+	return "{{ value_json['values'][" + jinjaString(key) + "] }}"
 }
 
 // commandTemplate renders an agent "set" command. HA's payload_on/payload_off

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"sort"
 	"strings"
 	"time"
@@ -67,17 +68,48 @@ func DecodeOptions(s Spec, v any) error {
 			keys[i] = k.String()
 		}
 		sort.Strings(keys)
-		return fmt.Errorf("%w: unknown option %q for type %s (known: %s)", ErrOption, keys[0], s.Type, strings.Join(knownKeys(md), ", "))
+		return fmt.Errorf("%w: unknown option %q for type %s (known: %s)", ErrOption, keys[0], s.Type, strings.Join(optionNames(v), ", "))
 	}
 	return nil
 }
 
-func knownKeys(md toml.MetaData) []string {
+// optionNames lists the toml keys of the struct v points to, including
+// those of embedded structs.
+func optionNames(v any) []string {
+	t := reflect.TypeOf(v)
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
 	var out []string
-	for _, k := range md.Keys() {
-		if md.IsDefined(k...) {
-			out = append(out, k.String())
+	var walk func(t reflect.Type)
+	walk = func(t reflect.Type) {
+		if t.Kind() != reflect.Struct {
+			return
 		}
+		for i := range t.NumField() {
+			f := t.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
+			switch {
+			case f.Anonymous && name == "":
+				ft := f.Type
+				if ft.Kind() == reflect.Pointer {
+					ft = ft.Elem()
+				}
+				walk(ft)
+			case name == "-":
+			case name != "":
+				out = append(out, name)
+			case f.IsExported():
+				out = append(out, strings.ToLower(f.Name))
+			}
+		}
+	}
+	if t != nil {
+		walk(t)
+	}
+	sort.Strings(out)
+	if len(out) == 0 {
+		return []string{"none"}
 	}
 	return out
 }

@@ -46,9 +46,9 @@ type Reading struct {
 	Err    error // the read failed; Values is nil
 }
 
-// Add schedules s every interval. Call before Run.
+// Add schedules s every interval (at least a millisecond). Call before Run.
 func (sc *Scheduler) Add(s Sensor, interval time.Duration) {
-	sc.jobs = append(sc.jobs, job{s, interval})
+	sc.jobs = append(sc.jobs, job{s, max(interval, time.Millisecond)})
 }
 
 // Run samples until ctx ends, then returns nil once every sampler has
@@ -88,7 +88,7 @@ type runner struct {
 	emit       func(Reading)
 	maxBackoff time.Duration
 
-	mu      sync.Mutex
+	mu      sync.Mutex // held from numbering a reading through its emit, so seq goes out in order
 	seq     uint64
 	failing bool
 }
@@ -135,9 +135,10 @@ func (r *runner) poll(ctx context.Context) {
 }
 
 // read samples once, bounded so a hung bus cannot stall this sensor for
-// ever (the other sensors run on regardless).
+// ever (the other sensors run on regardless). The bound leaves room for
+// slow chips (an SCD4x waits up to 5 s for its next sample).
 func (r *runner) read(ctx context.Context) (Values, error) {
-	limit := max(r.j.interval, 5*time.Second)
+	limit := max(2*r.j.interval, 10*time.Second)
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	return r.j.s.Read(ctx)
@@ -152,7 +153,7 @@ func (r *runner) watch(ctx context.Context, w Watcher) {
 
 // report emits a reading or a failure and logs state changes.
 func (r *runner) report(v Values, err error) {
-	r.mu.Lock()
+	r.mu.Lock() // released after emit (deferred below)
 	rd := Reading{TS: r.clock.Now().UTC(), Sensor: r.j.s.Name(), Type: r.j.s.Type(), Seq: r.seq + 1, Values: v, Err: err}
 	switch {
 	case err != nil && !r.failing:
@@ -165,6 +166,6 @@ func (r *runner) report(v Values, err error) {
 	if err == nil {
 		r.seq++
 	}
-	r.mu.Unlock()
+	defer r.mu.Unlock()
 	r.emit(rd)
 }

@@ -173,6 +173,9 @@ func (in *Input) Watch(ctx context.Context, emit func(sensors.Values)) error {
 	}
 	defer in.watching.Store(false)
 
+	// The starting level is read before edges are watched, so an edge in
+	// between is seen as a change rather than taken for the start.
+	reported := in.level()
 	wctx, cancel := context.WithCancel(ctx)
 	edges := make(chan struct{})
 	done := make(chan struct{})
@@ -182,7 +185,6 @@ func (in *Input) Watch(ctx context.Context, emit func(sensors.Values)) error {
 	}()
 	defer func() { cancel(); <-done }()
 
-	reported := in.level()
 	var timer sensors.Timer
 	var fire <-chan time.Time
 	defer func() {

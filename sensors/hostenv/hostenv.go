@@ -11,6 +11,7 @@ package hostenv
 import (
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -73,6 +74,7 @@ type buses struct {
 func (b *buses) get(name string) (i2c.Bus, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	name = canonicalBus(name)
 	if lb, ok := b.open[name]; ok {
 		return lb, nil
 	}
@@ -137,4 +139,14 @@ func Scan(bus i2c.Bus) []uint16 {
 		}
 	}
 	return found
+}
+
+// canonicalBus spells "1", "I2C1" and "/dev/i2c-1" one way, so one bus gets
+// one handle and one lock.
+func canonicalBus(name string) string {
+	n := strings.TrimPrefix(strings.TrimPrefix(name, "/dev/i2c-"), "I2C")
+	if _, err := strconv.Atoi(n); err == nil {
+		return "/dev/i2c-" + n
+	}
+	return name
 }

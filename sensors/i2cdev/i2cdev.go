@@ -213,3 +213,14 @@ func round(v float64, places int) float64 {
 	p := math.Pow10(places)
 	return math.Round(v*p) / p
 }
+
+// KeysOf returns the value keys a kind reports, known without its hardware
+// (for Home Assistant entities of a sensor whose bus is not there yet).
+func KeysOf(kind string) []string {
+	for _, c := range []chip{aht20Chip, bh1750Chip, bme280Chip, bmp280Chip, ina219Chip, mcp9808Chip, scd4xChip, sht3xChip} {
+		if c.kind == kind {
+			return append([]string(nil), c.keys...)
+		}
+	}
+	return nil
+}

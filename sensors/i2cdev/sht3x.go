@@ -18,7 +18,7 @@ var (
 const (
 	// Table 4: high repeatability takes at most 15 ms; reading earlier is
 	// NACKed.
-	sht3xMeasureTime = 15 * time.Millisecond
+	sht3xMeasureTime = 16 * time.Millisecond // 15.5 ms max for high repeatability in later datasheet revisions
 	// Section 4.12: CRC-8, polynomial 0x31 (x⁸+x⁵+x⁴+1), init 0xFF.
 	sht3xCRCPoly = 0x31
 	sht3xCRCInit = 0xFF

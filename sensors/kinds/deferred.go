@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/edgeagent/agent/sensors"
+	"github.com/edgeagent/agent/sensors/i2cdev"
 )
 
 // ErrUnknownType is wrapped when the config names a type that does not exist.
@@ -23,9 +24,20 @@ func IsConfigError(err error) bool {
 // start: each Read tries to build it again (the scheduler's backoff paces
 // the tries) and then reads it, so a board that gains its bus or device
 // later starts reporting without a restart.
+//
+// Only a type that watches (gpio-in) gets a deferred Watch, and its Keys
+// are the type's, known without the hardware, so Home Assistant keeps the
+// entity of a sensor that is missing at start.
 func DeferredSensor(spec sensors.Spec, cause error) sensors.Sensor {
-	return &deferredSensor{spec: spec, err: cause}
+	d := &deferredSensor{spec: spec, err: cause}
+	if spec.Type == "gpio-in" {
+		return &deferredWatcher{d}
+	}
+	return d
 }
+
+// deferredWatcher is a deferred sensor whose built form is a Watcher.
+type deferredWatcher struct{ *deferredSensor }
 
 type deferredSensor struct {
 	spec sensors.Spec
@@ -59,19 +71,27 @@ func (d *deferredSensor) Read(ctx context.Context) (sensors.Values, error) {
 	return s.Read(ctx)
 }
 
-// Keys are the built sensor's, or none yet.
+// Keys are the built sensor's, or else the type's.
 func (d *deferredSensor) Keys() []string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if k, ok := d.s.(sensors.Keyed); ok {
 		return k.Keys()
 	}
-	return nil
+	return typeKeys(d.spec.Type)
+}
+
+// typeKeys are the value keys of a type, known without its hardware.
+func typeKeys(typ string) []string {
+	if typ == "gpio-in" {
+		return []string{"level"}
+	}
+	return i2cdev.KeysOf(typ)
 }
 
 // Watch waits for the sensor to be built (trying every 5 s) and then
-// watches it, if it is a Watcher.
-func (d *deferredSensor) Watch(ctx context.Context, emit func(sensors.Values)) error {
+// watches it.
+func (d *deferredWatcher) Watch(ctx context.Context, emit func(sensors.Values)) error {
 	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
 	for {
