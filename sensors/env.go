@@ -120,6 +120,13 @@ type Watcher interface {
 	Watch(ctx context.Context, emit func(Values)) error
 }
 
+// ReadingSlot is implemented by a shared bus that serializes whole
+// readings: a kind holds the slot (a one-element channel: send to take,
+// receive to give back) for the length of one reading.
+type ReadingSlot interface {
+	ReadingSlot() chan struct{}
+}
+
 // Keyed is a sensor that says which value keys it reports, before its
 // first reading (for Home Assistant discovery).
 type Keyed interface {

@@ -85,7 +85,7 @@ func (b *buses) get(name string) (i2c.Bus, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open I2C bus %q: %w (is the bus enabled and is this user in group i2c? ls /dev/i2c-*; on a Pi: dtparam=i2c_arm=on)", name, err)
 	}
-	lb := &lockedBus{b: bc}
+	lb := &lockedBus{b: bc, slot: make(chan struct{}, 1)}
 	b.open[name] = lb
 	return lb, nil
 }
@@ -101,10 +101,15 @@ func (b *buses) closeAll() {
 
 // lockedBus serializes transactions on one bus: sensors on their own
 // schedules share it, and a transaction is never interleaved with another.
+// Its reading slot serializes whole readings too (sensors.ReadingSlot).
 type lockedBus struct {
-	mu sync.Mutex
-	b  i2c.BusCloser
+	mu   sync.Mutex
+	b    i2c.BusCloser
+	slot chan struct{}
 }
+
+// ReadingSlot implements sensors.ReadingSlot.
+func (l *lockedBus) ReadingSlot() chan struct{} { return l.slot }
 
 func (l *lockedBus) String() string { return l.b.String() }
 

@@ -98,6 +98,12 @@ func open(s sensors.Spec, c chip, o busOptions) (*device, i2c.Bus, error) {
 	if b == nil {
 		return nil, nil, d.errorf("open bus: %w", ErrNoBus)
 	}
+	if rs, ok := b.(sensors.ReadingSlot); ok {
+		// The bus serializes whole readings (a command, the conversion
+		// wait, the result) across every sensor on it, not only single
+		// transactions.
+		d.sem = rs.ReadingSlot()
+	}
 	return d, b, nil
 }
 
