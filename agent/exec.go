@@ -245,15 +245,33 @@ func (d *Daemon) execute(ctx context.Context, req command.Request) command.Reply
 			}
 			targets = []sensors.Sensor{s}
 		}
-		out := map[string]sensors.Values{}
+		// In parallel, so one slow sensor costs its own timeout only; with
+		// all sensors, one that fails reports its error in its place.
+		out := make(map[string]sensors.Values, len(targets))
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		var firstErr error
 		for _, s := range targets {
-			rctx, cancel := context.WithTimeout(ctx, readTimeout)
-			v, err := s.Read(rctx)
-			cancel()
-			if err != nil {
-				return command.Fail(&req.ID, fmt.Sprintf("sensor %q: read failed: %v", s.Name(), err))
-			}
-			out[s.Name()] = v
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				rctx, cancel := context.WithTimeout(ctx, readTimeout)
+				v, err := s.Read(rctx)
+				cancel()
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					v = sensors.Values{"error": err.Error()}
+					if firstErr == nil {
+						firstErr = fmt.Errorf("sensor %q: read failed: %v", s.Name(), err)
+					}
+				}
+				out[s.Name()] = v
+			}()
+		}
+		wg.Wait()
+		if req.Read.Sensor != "" && firstErr != nil {
+			return command.Fail(&req.ID, firstErr.Error())
 		}
 		return command.OK(req.ID, out)
 	case command.ActionSet:

@@ -177,6 +177,15 @@ func TestHardwareKinds(t *testing.T) {
 		t.Errorf("relay pin = %v after \"on\", want High", level)
 	}
 
+	// Reading all: the absent sensor's error stands in its place.
+	if err := e.ops.Pub(e.ctx, "edge/dev1/cmd", []byte(`{"id":"h2","action":"read"}`), 1, false); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := sub.Next("edge/dev1/reply", 5*time.Second); err != nil || !strings.Contains(p, `"ok":true`) ||
+		!strings.Contains(p, `"bme9":{"error":"`) || !strings.Contains(p, `"sht1":{"humidity_pct":40,"temperature_c":25}`) {
+		t.Errorf("read all = %s, %v", p, err)
+	}
+
 	// Next start without the door sensor: its entity is removed.
 	if err := r.stop(); err != nil {
 		t.Fatal(err)
