@@ -184,18 +184,24 @@ func (hung) Read(ctx context.Context) (sensors.Values, error) {
 }
 
 // TestSchedulerIsolation: a sensor stuck on a hung bus does not delay the
-// others.
+// others (on the fake clock: the hung one never re-arms, the other keeps
+// its schedule).
 func TestSchedulerIsolation(t *testing.T) {
-	sc := &sensors.Scheduler{}
-	sc.Add(hung{}, time.Hour)
+	t0 := time.Unix(1000, 0)
+	clk := clocktest.New(t0)
+	sc := &sensors.Scheduler{Clock: clk}
+	sc.Add(hung{}, 100*time.Millisecond)
 	f := &flaky{n: 10}
-	sc.Add(f, 10*time.Millisecond)
+	sc.Add(f, 100*time.Millisecond)
 	got, stop := collect(t, sc)
 	defer stop()
-	n := 0
-	for n < 5 {
+	for k := 0; k < 5; {
+		step(t, clk)
 		if r := next(t, got); r.Sensor == "f" {
-			n++
+			if want := t0.Add(time.Duration(k) * 100 * time.Millisecond); !r.TS.Equal(want) {
+				t.Fatalf("reading %d at %v, want %v", k, r.TS.Sub(t0), want.Sub(t0))
+			}
+			k++
 		}
 	}
 }
