@@ -74,16 +74,17 @@ type buses struct {
 func (b *buses) get(name string) (i2c.Bus, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	asked := name // errors use the config's spelling
 	name = canonicalBus(name)
 	if lb, ok := b.open[name]; ok {
 		return lb, nil
 	}
 	if len(i2creg.All()) == 0 {
-		return nil, fmt.Errorf("open I2C bus %q: this machine has no I2C bus (no /dev/i2c-*): enable it (on a Pi: dtparam=i2c_arm=on; on a ROCK: the i2c overlay in /boot) and load i2c-dev", name)
+		return nil, fmt.Errorf("open I2C bus %q: this machine has no I2C bus (no /dev/i2c-*): enable it (on a Pi: dtparam=i2c_arm=on; on a ROCK: the i2c overlay in /boot) and load i2c-dev", asked)
 	}
 	bc, err := i2creg.Open(name)
 	if err != nil {
-		return nil, fmt.Errorf("open I2C bus %q: %w (is the bus enabled and is this user in group i2c? ls /dev/i2c-*; on a Pi: dtparam=i2c_arm=on)", name, err)
+		return nil, fmt.Errorf("open I2C bus %q: %w (is the bus enabled and is this user in group i2c? ls /dev/i2c-*; on a Pi: dtparam=i2c_arm=on)", asked, err)
 	}
 	lb := &lockedBus{b: bc, slot: make(chan struct{}, 1)}
 	b.open[name] = lb
