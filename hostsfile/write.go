@@ -1,6 +1,7 @@
 package hostsfile
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -144,8 +145,20 @@ func writeInPlace(path string, data []byte, pathLocked bool) error {
 			return fmt.Errorf("in-place write (bind mount): lock: %w", err)
 		}
 	}
-	if _, err := f.WriteAt(data, 0); err != nil {
+	// A shorter content is first written padded with newlines to the old
+	// length and synced, then cut: a kill between the two leaves the new
+	// content and some blank lines, never the old content's tail.
+	out := data
+	if old := fi.Size(); old > int64(len(data)) {
+		out = append(append([]byte(nil), data...), bytes.Repeat([]byte{'\n'}, int(old-int64(len(data))))...)
+	}
+	if _, err := f.WriteAt(out, 0); err != nil {
 		return fmt.Errorf("in-place write (bind mount): %w", err)
+	}
+	if len(out) != len(data) {
+		if err := f.Sync(); err != nil {
+			return fmt.Errorf("in-place write (bind mount): %w", err)
+		}
 	}
 	if err := f.Truncate(int64(len(data))); err != nil {
 		return fmt.Errorf("in-place write (bind mount): %w", err)
