@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -198,6 +199,27 @@ func (c *recConn) Read(p []byte) (int, error) {
 			c.first = err
 		}
 		c.mu.Unlock()
+	}
+	return n, err
+}
+
+// Write records a failed write too. Under TLS 1.3 the broker's refusal of
+// our certificate can reset the connection before paho reads anything: the
+// CONNECT write fails with "connection reset", and the alert that says why
+// still sits in the receive buffer. A short read fetches it.
+func (c *recConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if err != nil {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.first == nil {
+			_ = c.Conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+			if _, rerr := c.Conn.Read(make([]byte, 1)); rerr != nil && strings.Contains(rerr.Error(), "remote error") {
+				c.first = rerr
+			} else {
+				c.first = err
+			}
+		}
 	}
 	return n, err
 }
