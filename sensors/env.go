@@ -169,7 +169,7 @@ func ParseSwitch(name string, v any) (bool, error) {
 			return false, nil
 		}
 	}
-	return false, fmt.Errorf("actuator %q takes true/false, 0/1 or \"on\"/\"off\", got %s: %w", name, describe(v), ErrBadValue)
+	return false, fmt.Errorf("actuator %q takes true/false, 0/1 or \"on\"/\"off\", got %s: %w", name, DescribeValue(v), ErrBadValue)
 }
 
 // Closer is an actuator or sensor with something to do on a clean stop
@@ -206,3 +206,26 @@ type realTimer struct{ t *time.Timer }
 func (r realTimer) C() <-chan time.Time   { return r.t.C }
 func (r realTimer) Reset(d time.Duration) { r.t.Reset(d) }
 func (r realTimer) Stop()                 { r.t.Stop() }
+
+// DescribeValue names a JSON-decoded command value's type and value for an
+// error message ("string \"maybe\"", "number 2", "an object").
+func DescribeValue(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return "null"
+	case string:
+		if len(x) > 32 {
+			x = x[:32] + "…"
+		}
+		return fmt.Sprintf("string %q", x)
+	case float64:
+		return fmt.Sprintf("number %v", x)
+	case bool:
+		return fmt.Sprintf("%v", x)
+	case map[string]any:
+		return "an object"
+	case []any:
+		return "an array"
+	}
+	return fmt.Sprintf("%T", v)
+}

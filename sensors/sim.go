@@ -2,7 +2,6 @@ package sensors
 
 import (
 	"context"
-	"fmt"
 	"hash/fnv"
 	"math"
 	"math/rand/v2"
@@ -79,25 +78,4 @@ func (a *simActuator) State() any {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.on
-}
-
-// describe names a JSON-decoded value's type and value for error messages.
-func describe(v any) string {
-	switch x := v.(type) {
-	case nil:
-		return "null"
-	case string:
-		if len(x) > 32 {
-			x = x[:32] + "…"
-		}
-		return fmt.Sprintf("string %q", x)
-	case float64:
-		return fmt.Sprintf("number %v", x)
-	case map[string]any:
-		return "an object"
-	case []any:
-		return "an array"
-	default:
-		return fmt.Sprintf("%T", v)
-	}
 }

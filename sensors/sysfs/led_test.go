@@ -46,7 +46,7 @@ func TestLEDSet(t *testing.T) {
 		{"user-led1", float64(128), 128, "128\n"},
 		{"user-led1", float64(255), 255, "255\n"},
 	} {
-		t.Run(tc.led+"/"+describe(tc.v), func(t *testing.T) {
+		t.Run(tc.led+"/"+sensors.DescribeValue(tc.v), func(t *testing.T) {
 			env := boardCopy(t)
 			l := newLED(t, env, tc.led)
 			got, err := l.Set(context.Background(), tc.v)

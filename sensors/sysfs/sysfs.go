@@ -378,7 +378,7 @@ func (l *LED) value(v any) (int, error) {
 			return 0, nil
 		}
 	}
-	return 0, fmt.Errorf("LED %q takes true/false, \"on\"/\"off\" or a brightness 0..%d, got %s: %w", l.name, l.max, describe(v), sensors.ErrBadValue)
+	return 0, fmt.Errorf("LED %q takes true/false, \"on\"/\"off\" or a brightness 0..%d, got %s: %w", l.name, l.max, sensors.DescribeValue(v), sensors.ErrBadValue)
 }
 
 // State implements sensors.Actuator: the brightness (int) the kernel
@@ -422,25 +422,6 @@ func (l *LED) write(n int) error {
 		return fmt.Errorf("LED %q: write brightness %d to %s: %w", l.name, n, l.brightness, err)
 	}
 	return nil
-}
-
-// describe names a JSON-decoded value for error messages.
-func describe(v any) string {
-	switch x := v.(type) {
-	case nil:
-		return "null"
-	case string:
-		return fmt.Sprintf("string %q", clip(x))
-	case float64:
-		return fmt.Sprintf("number %v", x)
-	case bool:
-		return fmt.Sprintf("%v", x)
-	case map[string]any:
-		return "an object"
-	case []any:
-		return "an array"
-	}
-	return fmt.Sprintf("%T", v)
 }
 
 var (
