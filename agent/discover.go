@@ -34,6 +34,25 @@ type brokerAddr struct {
 func (b *brokerAddr) last() netip.AddrPort { b.mu.Lock(); defer b.mu.Unlock(); return b.good }
 func (b *brokerAddr) set(a netip.AddrPort) { b.mu.Lock(); b.good = a; b.mu.Unlock() }
 
+// dialResult is one racing dial's outcome.
+type dialResult struct {
+	conn net.Conn
+	cand discovery.Candidate
+	err  error
+}
+
+// closeLate closes the connections the n racers still running deliver
+// after a winner was chosen.
+func closeLate(results <-chan dialResult, n int) {
+	go func() {
+		for ; n > 0; n-- {
+			if r := <-results; r.conn != nil {
+				r.conn.Close()
+			}
+		}
+	}()
+}
+
 // dialDiscovered is one connection attempt with discovery: the last
 // verified address is redialled while a fresh mDNS lookup runs and its
 // candidates are tried in order; the first connection that verifies wins.
@@ -44,12 +63,7 @@ func (d *Daemon) dialDiscovered(ctx context.Context) (net.Conn, error) {
 	last := d.broker.last()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	type result struct {
-		conn net.Conn
-		addr netip.AddrPort
-		err  error
-	}
-	results := make(chan result, 2)
+	results := make(chan dialResult, 2)
 	racers := 1
 	if last.IsValid() {
 		racers++
@@ -58,12 +72,12 @@ func (d *Daemon) dialDiscovered(ctx context.Context) (net.Conn, error) {
 			if err != nil && ctx.Err() == nil {
 				d.log.Info("last broker address failed", "addr", last, "cause", tlsclient.Explain(err, host))
 			}
-			results <- result{c, last, err}
+			results <- dialResult{c, discovery.Candidate{Addr: last}, err}
 		}()
 	}
 	go func() {
 		c, ap, err := d.dialCandidates(ctx, last)
-		results <- result{c, ap, err}
+		results <- dialResult{c, discovery.Candidate{Addr: ap}, err}
 	}()
 	var errs []error
 	for i := 0; i < racers; i++ {
@@ -72,17 +86,10 @@ func (d *Daemon) dialDiscovered(ctx context.Context) (net.Conn, error) {
 			errs = append(errs, r.err)
 			continue
 		}
-		// The winner: stop the other racer and close what it may still open.
-		cancel()
-		go func(left int) {
-			for ; left > 0; left-- {
-				if o := <-results; o.conn != nil {
-					o.conn.Close()
-				}
-			}
-		}(racers - i - 1)
-		d.broker.set(r.addr)
-		d.pinAsync(r.addr.Addr())
+		cancel() // the winner: stop the other racer
+		closeLate(results, racers-i-1)
+		d.broker.set(r.cand.Addr)
+		d.pinAsync(r.cand.Addr.Addr())
 		return r.conn, nil
 	}
 	return nil, errors.Join(errs...)
@@ -119,12 +126,7 @@ func (d *Daemon) raceCandidates(ctx context.Context, cands []discovery.Candidate
 	host := d.cfg.Broker.Host
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	type result struct {
-		conn net.Conn
-		cand discovery.Candidate
-		err  error
-	}
-	results := make(chan result, len(cands))
+	results := make(chan dialResult, len(cands))
 	next, pending := 0, 0
 	launch := func() {
 		for next < len(cands) && cands[next].Addr == last {
@@ -138,7 +140,7 @@ func (d *Daemon) raceCandidates(ctx context.Context, cands []discovery.Candidate
 		pending++
 		go func() {
 			conn, err := d.dialAddr(ctx, c.Addr, candidateDialTimeout)
-			results <- result{conn, c, err}
+			results <- dialResult{conn, c, err}
 		}()
 	}
 	launch()
@@ -155,13 +157,7 @@ func (d *Daemon) raceCandidates(ctx context.Context, cands []discovery.Candidate
 			tried++
 			if r.err == nil {
 				cancel()
-				go func(left int) { // close what the others may still open
-					for ; left > 0; left-- {
-						if o := <-results; o.conn != nil {
-							o.conn.Close()
-						}
-					}
-				}(pending)
+				closeLate(results, pending)
 				d.log.Info("discovered broker", "instance", r.cand.Instance, "addr", r.cand.Addr)
 				return r.conn, r.cand.Addr, nil
 			}
