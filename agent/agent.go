@@ -158,7 +158,7 @@ func New(o Options) (*Daemon, error) {
 			// Absent or silent hardware: the rest of the agent runs, and
 			// this sensor reports the error and retries with backoff.
 			d.log.Warn("sensor hardware not available; retrying", "sensor", sc.Name, "err", err)
-			s = kinds.DeferredSensor(spec, err)
+			s = kinds.DeferredSensor(spec)
 		}
 		d.sensors = append(d.sensors, s)
 		d.sensorBy[s.Name()] = s
@@ -173,7 +173,7 @@ func New(o Options) (*Daemon, error) {
 			return nil, fmt.Errorf("%w: config %s: actuator[%d]: %w", ErrRefused, cfg.Path, i, err)
 		case err != nil:
 			d.log.Warn("actuator hardware not available; each command retries", "actuator", ac.Name, "err", err)
-			a = kinds.DeferredActuator(spec, err)
+			a = kinds.DeferredActuator(spec)
 		}
 		d.actuators = append(d.actuators, a)
 		d.actBy[a.Name()] = a

@@ -20,6 +20,50 @@ func IsConfigError(err error) bool {
 	return errors.Is(err, sensors.ErrOption) || errors.Is(err, ErrUnknownType)
 }
 
+// lazy builds a kind on first use and retries until it succeeds: the one
+// mechanism behind DeferredSensor and DeferredActuator.
+type lazy[T any] struct {
+	spec  sensors.Spec
+	build func(sensors.Spec) (T, error)
+	mu    sync.Mutex
+	v     T
+	built bool
+}
+
+// get returns the built kind, building it now if it is not yet.
+func (l *lazy[T]) get() (T, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.built {
+		v, err := l.build(l.spec)
+		if err != nil {
+			return v, err
+		}
+		l.v, l.built = v, true
+	}
+	return l.v, nil
+}
+
+// peek returns the kind if it is built, without trying.
+func (l *lazy[T]) peek() (T, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.v, l.built
+}
+
+func (l *lazy[T]) Name() string { return l.spec.Name }
+func (l *lazy[T]) Type() string { return l.spec.Type }
+
+// Close closes the built kind, if it was built and has something to close.
+func (l *lazy[T]) Close() error {
+	if v, ok := l.peek(); ok {
+		if c, ok := any(v).(sensors.Closer); ok {
+			return c.Close()
+		}
+	}
+	return nil
+}
+
 // DeferredSensor stands in for a sensor whose hardware was absent at
 // start: each Read tries to build it again (the scheduler's backoff paces
 // the tries) and then reads it, so a board that gains its bus or device
@@ -28,40 +72,18 @@ func IsConfigError(err error) bool {
 // Only a type that watches (gpio-in) gets a deferred Watch, and its Keys
 // are the type's, known without the hardware, so Home Assistant keeps the
 // entity of a sensor that is missing at start.
-func DeferredSensor(spec sensors.Spec, cause error) sensors.Sensor {
-	d := &deferredSensor{spec: spec, err: cause}
+func DeferredSensor(spec sensors.Spec) sensors.Sensor {
+	d := &deferredSensor{lazy[sensors.Sensor]{spec: spec, build: NewSensor}}
 	if spec.Type == "gpio-in" {
 		return &deferredWatcher{d}
 	}
 	return d
 }
 
+type deferredSensor struct{ lazy[sensors.Sensor] }
+
 // deferredWatcher is a deferred sensor whose built form is a Watcher.
 type deferredWatcher struct{ *deferredSensor }
-
-type deferredSensor struct {
-	spec sensors.Spec
-	mu   sync.Mutex
-	s    sensors.Sensor
-	err  error
-}
-
-func (d *deferredSensor) Name() string { return d.spec.Name }
-func (d *deferredSensor) Type() string { return d.spec.Type }
-
-func (d *deferredSensor) get() (sensors.Sensor, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.s == nil {
-		s, err := NewSensor(d.spec)
-		if err != nil {
-			d.err = err
-			return nil, err
-		}
-		d.s = s
-	}
-	return d.s, nil
-}
 
 func (d *deferredSensor) Read(ctx context.Context) (sensors.Values, error) {
 	s, err := d.get()
@@ -73,10 +95,10 @@ func (d *deferredSensor) Read(ctx context.Context) (sensors.Values, error) {
 
 // Keys are the built sensor's, or else the type's.
 func (d *deferredSensor) Keys() []string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if k, ok := d.s.(sensors.Keyed); ok {
-		return k.Keys()
+	if s, ok := d.peek(); ok {
+		if k, ok := s.(sensors.Keyed); ok {
+			return k.Keys()
+		}
 	}
 	return typeKeys(d.spec.Type)
 }
@@ -109,61 +131,25 @@ func (d *deferredWatcher) Watch(ctx context.Context, emit func(sensors.Values)) 
 	}
 }
 
-func (d *deferredSensor) Close() error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if c, ok := d.s.(sensors.Closer); ok {
-		return c.Close()
-	}
-	return nil
-}
-
 // DeferredActuator stands in for an actuator whose hardware was absent at
 // start: each Set tries to build it again. Its state is nil until built.
-func DeferredActuator(spec sensors.Spec, cause error) sensors.Actuator {
-	return &deferredActuator{spec: spec, err: cause}
+func DeferredActuator(spec sensors.Spec) sensors.Actuator {
+	return &deferredActuator{lazy[sensors.Actuator]{spec: spec, build: NewActuator}}
 }
 
-type deferredActuator struct {
-	spec sensors.Spec
-	mu   sync.Mutex
-	a    sensors.Actuator
-	err  error
-}
-
-func (d *deferredActuator) Name() string { return d.spec.Name }
-func (d *deferredActuator) Type() string { return d.spec.Type }
+type deferredActuator struct{ lazy[sensors.Actuator] }
 
 func (d *deferredActuator) Set(ctx context.Context, v any) (any, error) {
-	d.mu.Lock()
-	if d.a == nil {
-		a, err := NewActuator(d.spec)
-		if err != nil {
-			d.err = err
-			d.mu.Unlock()
-			return nil, err
-		}
-		d.a = a
+	a, err := d.get()
+	if err != nil {
+		return nil, err
 	}
-	a := d.a
-	d.mu.Unlock()
 	return a.Set(ctx, v)
 }
 
 func (d *deferredActuator) State() any {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.a == nil {
-		return nil
-	}
-	return d.a.State()
-}
-
-func (d *deferredActuator) Close() error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if c, ok := d.a.(sensors.Closer); ok {
-		return c.Close()
+	if a, ok := d.peek(); ok {
+		return a.State()
 	}
 	return nil
 }

@@ -29,14 +29,14 @@ func TestConfigErrorsAndDeferral(t *testing.T) {
 	if err == nil || IsConfigError(err) {
 		t.Fatalf("absent bus: %v, want a hardware error", err)
 	}
-	d := DeferredSensor(spec, err)
+	d := DeferredSensor(spec)
 	if k := d.(sensors.Keyed).Keys(); !slices.Equal(k, []string{"temperature_c", "humidity_pct", "pressure_hpa"}) {
 		t.Errorf("deferred keys = %v", k)
 	}
 	if _, ok := d.(sensors.Watcher); ok {
 		t.Error("a deferred I2C sensor watches")
 	}
-	if _, ok := DeferredSensor(sensors.Spec{Name: "door", Type: "gpio-in"}, err).(sensors.Watcher); !ok {
+	if _, ok := DeferredSensor(sensors.Spec{Name: "door", Type: "gpio-in"}).(sensors.Watcher); !ok {
 		t.Error("a deferred gpio-in does not watch")
 	}
 	if _, err := d.Read(t.Context()); err == nil || !strings.Contains(err.Error(), "no bus") {
