@@ -136,6 +136,19 @@ func (l *discoLab) move(tb testing.TB) string {
 	return to
 }
 
+// waitPin returns the lab's hosts file once it pins broker.test to addr, or
+// as it is after 5 s (the pin is written off the connection path).
+func (l *discoLab) waitPin(addr string) string {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		data, _ := os.ReadFile(l.hosts)
+		if strings.Contains(string(data), addr+"\tbroker.test") || time.Now().After(deadline) {
+			return string(data)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func (l *discoLab) monitor(tb testing.TB) *brokertest.Sub {
 	s, err := l.fx.fleet.Client(l.broker, l.fx.fleet.Monitor).Subscribe(l.fx.ctx, "edge/dev1/telemetry/#")
 	if err != nil {
@@ -188,13 +201,7 @@ func TestDiscoveryInNamespaces(t *testing.T) {
 	}
 	checkHosts := func(want string) {
 		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		data, _ := os.ReadFile(l.hosts)
-		for !strings.Contains(string(data), want+"\tbroker.test") && time.Now().Before(deadline) {
-			time.Sleep(20 * time.Millisecond) // the pin is written off the connection path
-			data, _ = os.ReadFile(l.hosts)
-		}
-		s := string(data)
+		s := l.waitPin(want)
 		if !strings.Contains(s, want+"\tbroker.test") || strings.Contains(s, "198.18.0.30") || strings.Contains(s, "evil") || !strings.HasPrefix(s, "127.0.0.1\tlocalhost\n") {
 			t.Errorf("hosts file, want %s pinned:\n%s", want, s)
 		}
@@ -380,13 +387,7 @@ func TestDiscoveryIPv6(t *testing.T) {
 	if !logHas(agent.Output(), "discovered broker", `instance="MQTT on hub"`, "addr=[fd00:18::10]:8883") {
 		t.Errorf("agent did not use the broker's IPv6 address:\n%s", agent.Output())
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	data, _ = os.ReadFile(l.hosts)
-	for !strings.Contains(string(data), "fd00:18::10\tbroker.test") && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-		data, _ = os.ReadFile(l.hosts)
-	}
-	if !strings.Contains(string(data), "fd00:18::10\tbroker.test") {
-		t.Errorf("hosts file:\n%s", data)
+	if s := l.waitPin("fd00:18::10"); !strings.Contains(s, "fd00:18::10\tbroker.test") {
+		t.Errorf("hosts file:\n%s", s)
 	}
 }
