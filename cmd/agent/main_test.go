@@ -273,7 +273,7 @@ func TestRefusals(t *testing.T) {
 	})
 }
 
-// TestSignalsAndWill: SIGTERM publishes offline and exits 0 within 2 s;
+// TestSignalsAndWill: SIGTERM and SIGINT publish offline and exit 0 within 2 s;
 // kill -9 leaves the broker to publish the will, which says offline.
 func TestSignalsAndWill(t *testing.T) {
 	fx := newFixture(t, true)
@@ -300,27 +300,29 @@ func TestSignalsAndWill(t *testing.T) {
 		}
 	}
 
-	t.Run("SIGTERM", func(t *testing.T) {
-		p := startAgent(t, "run", "--config", cfg)
-		nextState("online")
-		t0 := time.Now()
-		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-			t.Fatal(err)
-		}
-		select {
-		case <-p.done:
-		case <-time.After(5 * time.Second):
-			t.Fatal("agent still running 5s after SIGTERM")
-		}
-		err := p.cmd.Wait()
-		if el := time.Since(t0); el > 2*time.Second {
-			t.Errorf("exit took %v after SIGTERM, want under 2s", el)
-		}
-		if err != nil {
-			t.Errorf("exit after SIGTERM: %v, want status 0", err)
-		}
-		nextState("offline")
-	})
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) {
+			p := startAgent(t, "run", "--config", cfg)
+			nextState("online")
+			t0 := time.Now()
+			if err := p.cmd.Process.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-p.done:
+			case <-time.After(5 * time.Second):
+				t.Fatalf("agent still running 5s after %v", sig)
+			}
+			err := p.cmd.Wait()
+			if el := time.Since(t0); el > 2*time.Second {
+				t.Errorf("exit took %v after %v, want under 2s", el, sig)
+			}
+			if err != nil {
+				t.Errorf("exit after %v: %v, want status 0", sig, err)
+			}
+			nextState("offline")
+		})
+	}
 	t.Run("kill -9", func(t *testing.T) {
 		p := startAgent(t, "run", "--config", cfg)
 		nextState("online")
