@@ -13,9 +13,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -45,6 +47,8 @@ type Config struct {
 	MQTT      MQTT       `toml:"mqtt"`
 	Advertise Advertise  `toml:"advertise"`
 	HA        HA         `toml:"homeassistant"`
+	Enroll    Enroll     `toml:"enroll"`
+	CRL       CRL        `toml:"crl"`
 	Sensors   []Sensor   `toml:"sensor"`
 	Actuators []Actuator `toml:"actuator"`
 
@@ -82,6 +86,38 @@ type Advertise struct {
 	// Refresh is how often the interfaces' addresses are checked, to
 	// advertise again after a DHCP change.
 	Refresh Duration `toml:"refresh"`
+}
+
+// Enroll is certificate enrollment and renewal (EST, RFC 7030).
+//
+// On a master, Listen and CADir serve enrollment from the CA in CADir. On
+// every device, Server is where the client certificate is renewed: by
+// default the master beside the broker, https://<broker.host>:8443.
+type Enroll struct {
+	Listen   string `toml:"listen"`    // master: "ADDR:PORT" to serve EST on; "" serves nothing
+	CADir    string `toml:"ca_dir"`    // master: the CA directory made by `agent ca init`
+	CertDays int    `toml:"cert_days"` // master: lifetime of the certificates it issues
+	// Names are extra DNS names or IPs for the EST server's certificate
+	// (the host name, host.local, broker.host and the listen address are
+	// always in it).
+	Names []string `toml:"names"`
+	// Server is the EST server's URL for renewal; Renew false turns
+	// renewal off (an externally managed certificate).
+	Server string `toml:"server"`
+	Renew  *bool  `toml:"renew"`
+}
+
+// Renews reports whether the daemon renews its client certificate.
+func (e Enroll) Renews() bool { return e.Renew == nil || *e.Renew }
+
+// CRL is the master's upkeep of the broker's certificate revocation list:
+// regenerated from enroll.ca_dir well before it expires, written to File
+// (Mosquitto's crlfile) and Mosquitto told to reload.
+type CRL struct {
+	File    string `toml:"file"`     // the broker's crlfile; "" keeps no CRL
+	PIDFile string `toml:"pid_file"` // Mosquitto's pid file, signalled with SIGHUP after a change
+	// Check is how often the CA's CRL is looked at.
+	Check Duration `toml:"check"`
 }
 
 // TLS names the credential files.
@@ -148,6 +184,10 @@ const (
 	DefaultIPVersion = "both"
 	DefaultDiscover  = 3 * time.Second
 	DefaultRefresh   = 30 * time.Second
+	DefaultCertDays  = 90
+	DefaultESTPort   = 8443
+	DefaultCRLCheck  = time.Minute
+	DefaultPIDFile   = "/run/mosquitto/mosquitto.pid"
 )
 
 // Load reads and validates the file at path.
@@ -262,6 +302,18 @@ func (c *Config) applyDefaults() {
 	}
 	if !c.Broker.DiscoverTimeout.set {
 		c.Broker.DiscoverTimeout.Duration = DefaultDiscover
+	}
+	if c.Enroll.CertDays == 0 {
+		c.Enroll.CertDays = DefaultCertDays
+	}
+	if c.Enroll.Server == "" {
+		c.Enroll.Server = "https://" + net.JoinHostPort(c.Broker.Host, strconv.Itoa(DefaultESTPort))
+	}
+	if !c.CRL.Check.set {
+		c.CRL.Check.Duration = DefaultCRLCheck
+	}
+	if c.CRL.File != "" && c.CRL.PIDFile == "" {
+		c.CRL.PIDFile = DefaultPIDFile
 	}
 	if c.TLS.CA == "" {
 		c.TLS.CA = DefaultCA
@@ -380,6 +432,9 @@ func (c *Config) validate() error {
 	if ka := c.MQTT.KeepAlive.Duration; ka < 5*time.Second || ka > 65535*time.Second || ka%time.Second != 0 {
 		return fmt.Errorf("mqtt.keepalive %v: whole seconds between 5s and 65535s", ka)
 	}
+	if err := c.validateEnroll(); err != nil {
+		return err
+	}
 	seen := map[string]string{}
 	for i, s := range c.Sensors {
 		key := fmt.Sprintf("sensor[%d]", i)
@@ -394,6 +449,44 @@ func (c *Config) validate() error {
 	for i, a := range c.Actuators {
 		if err := checkPart(fmt.Sprintf("actuator[%d]", i), a.Name, a.Type, seen); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+func (c *Config) validateEnroll() error {
+	e := c.Enroll
+	if e.Listen != "" {
+		host, port, err := net.SplitHostPort(e.Listen)
+		if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 1 || n > 65535 || (host != "" && net.ParseIP(host) == nil) {
+			return fmt.Errorf("enroll.listen %q: an IP address and port like \"0.0.0.0:%d\" or \":%d\"", e.Listen, DefaultESTPort, DefaultESTPort)
+		}
+		if c.Role != RoleMaster {
+			return fmt.Errorf("enroll.listen %q is set but role is %q: only a master serves enrollment (set role = \"master\" or run with --role master)", e.Listen, c.Role)
+		}
+		if e.CADir == "" {
+			return fmt.Errorf("enroll.listen %q needs enroll.ca_dir: the CA directory made by `agent ca init --dir DIR`", e.Listen)
+		}
+	}
+	if c.CRL.File != "" && e.CADir == "" {
+		return fmt.Errorf("crl.file %q needs enroll.ca_dir: the CA directory whose CRL is kept fresh", c.CRL.File)
+	}
+	if c.CRL.File != "" && c.Role != RoleMaster {
+		return fmt.Errorf("crl.file %q is set but role is %q: the master keeps the broker's CRL", c.CRL.File, c.Role)
+	}
+	if d := c.CRL.Check.Duration; d < time.Second || d > 24*time.Hour {
+		return fmt.Errorf("crl.check %v: between 1s and 24h", d)
+	}
+	if e.CertDays < 1 || e.CertDays > 3650 {
+		return fmt.Errorf("enroll.cert_days %d: between 1 and 3650 (default %d)", e.CertDays, DefaultCertDays)
+	}
+	u, err := url.Parse(e.Server)
+	if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("enroll.server %q: an https URL like \"https://master.local:%d\" (EST runs over TLS only)", e.Server, DefaultESTPort)
+	}
+	for _, n := range e.Names {
+		if net.ParseIP(n) == nil && !ValidHost(n) {
+			return fmt.Errorf("enroll.names: %q is not a DNS name or IP address", n)
 		}
 	}
 	return nil

@@ -102,6 +102,31 @@ var badCases = []struct {
 	{"zero keepalive", "[broker]\nhost=\"b\"\n[mqtt]\nkeepalive=\"0s\"", "mqtt.keepalive 0s"},
 	{"zero interval", "[broker]\nhost=\"b\"\n[[sensor]]\nname=\"a\"\ntype=\"sim\"\ninterval=\"0s\"", "sensor[0] (a).interval 0s"},
 	{"actuator no type", "[broker]\nhost=\"b\"\n[[actuator]]\nname=\"r\"", "actuator[0] (r).type is required"},
+	{"enroll listen on remote", "[broker]\nhost=\"b\"\n[enroll]\nlisten=\":8443\"\nca_dir=\"/ca\"", `enroll.listen ":8443" is set but role is "remote"`},
+	{"enroll listen no ca_dir", "role=\"master\"\n[broker]\nhost=\"b\"\n[enroll]\nlisten=\":8443\"", "needs enroll.ca_dir"},
+	{"enroll listen bad", "role=\"master\"\n[broker]\nhost=\"b\"\n[enroll]\nlisten=\"master:8443\"\nca_dir=\"/ca\"", `enroll.listen "master:8443"`},
+	{"enroll server http", "[broker]\nhost=\"b\"\n[enroll]\nserver=\"http://m:8443\"", `enroll.server "http://m:8443": an https URL`},
+	{"enroll cert_days", "[broker]\nhost=\"b\"\n[enroll]\ncert_days=-1", "enroll.cert_days -1"},
+	{"enroll names", "[broker]\nhost=\"b\"\n[enroll]\nnames=[\"a b\"]", `enroll.names: "a b"`},
+	{"crl without ca_dir", "role=\"master\"\n[broker]\nhost=\"b\"\n[crl]\nfile=\"/etc/mosquitto/ca.crl\"", "crl.file \"/etc/mosquitto/ca.crl\" needs enroll.ca_dir"},
+	{"crl check", "[broker]\nhost=\"b\"\n[crl]\ncheck=\"1ms\"", "crl.check 1ms"},
+}
+
+func TestEnrollDefaults(t *testing.T) {
+	c, err := Parse("agent.toml", []byte("role=\"master\"\n[broker]\nhost = \"broker.local\"\n[enroll]\nlisten=\":8443\"\nca_dir=\"/var/lib/agent/ca\"\n[crl]\nfile=\"/etc/mosquitto/ca.crl\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Enroll.Server != "https://broker.local:8443" || c.Enroll.CertDays != 90 || !c.Enroll.Renews() {
+		t.Errorf("enroll defaults %+v", c.Enroll)
+	}
+	if c.CRL.PIDFile != DefaultPIDFile || c.CRL.Check.Duration != time.Minute {
+		t.Errorf("crl defaults %+v", c.CRL)
+	}
+	c, err = Parse("agent.toml", []byte("[broker]\nhost = \"b\"\n[enroll]\nrenew=false\n"))
+	if err != nil || c.Enroll.Renews() {
+		t.Errorf("renew=false: %v, Renews %v", err, c.Enroll.Renews())
+	}
 }
 
 func TestParseErrors(t *testing.T) {
