@@ -2,13 +2,41 @@
 // authority, broker certificates whose SANs carry the name every client dials,
 // and device certificates whose CN is the device id.
 //
-// It is the Go replacement for the openssl recipes in the seed tutorials, used
-// today by `make demo` and the integration tests to build throwaway PKIs, and
-// the base the `agent ca` commands grow from.
+// At its base, CA and Template are the Go replacement for the openssl recipes
+// in the seed tutorials; `make demo` and the integration tests build
+// throwaway PKIs with them:
 //
 //	ca, _ := pki.NewCA("Fleet CA", 0)
 //	broker, _ := ca.Issue(pki.Template{CN: "broker.test", DNSNames: []string{"broker.test"}, Server: true})
-//	_ = broker.WriteFiles(dir, "broker") // broker.crt (0644), broker.key (0600)
+//	_, _, _ = broker.WriteFiles(dir, "broker") // broker.crt (0644), broker.key (0600)
+//
+// # The CA directory
+//
+// Dir is the CA the `agent ca` commands and the enrollment server share,
+// kept in one directory:
+//
+//	ca.crt      the CA certificate (0644): every broker's cafile, every device's trust anchor
+//	ca.key      its private key (0600; OpenDir refuses a looser mode)
+//	ca.crl      the CRL, signed by ca.key (0644): Mosquitto's crlfile
+//	index.json  issued certificates, revocations, hashed enrollment tokens, the CRL number (0600)
+//	index.lock  flocked across every read-modify-write
+//
+// Every write goes through internal/atomicfile, so a crash leaves the old
+// file or the new one. Every change takes the flock, re-reads index.json and
+// writes it back once, so `agent ca token` can run while the master process
+// enrolls devices. A device enrolls once with a one-time token bound to its
+// id, then renews with its current certificate:
+//
+//	d, _ := pki.InitDir(dir, pki.InitOptions{}, now)                         // ca init
+//	srv, _ := d.Issue(pki.IssueOptions{CN: "broker.lan", Server: true}, now) // ca issue --server
+//	tok, _ := d.NewToken("kitchen-01", 24*time.Hour, now)                    // ca token
+//	cert, _ := d.Enroll("kitchen-01", tok, csr, 0, now)                      // EST simpleenroll
+//	cert, _ = d.Reenroll(cert, csr2, 0, now)                                 // EST simplereenroll
+//	_, _ = d.Revoke("kitchen-01", nil, now)                                  // ca revoke: rewrites ca.crl
+//	_, _, _ = d.RefreshCRL(now, 2*24*time.Hour)                              // the master, periodically
+//
+// Refusals wrap ErrExists, ErrPolicy, ErrToken, ErrNotFound, ErrRevoked or
+// ErrLocked, and say what to do about them.
 package pki
 
 import (
@@ -27,6 +55,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/edgeagent/agent/internal/atomicfile"
 )
 
 // DefaultValidity is the lifetime of certificates issued without NotAfter.
@@ -57,41 +87,98 @@ type Template struct {
 	RSABits   int
 	NotBefore time.Time
 	NotAfter  time.Time
+	// Serial is the certificate's serial number; nil picks a random one.
+	Serial *big.Int
 }
 
-// NewCA makes a self-signed CA. rsaBits 0 selects ECDSA P-256.
+// NewCA makes a self-signed CA valid from a minute ago for ten times
+// DefaultValidity. rsaBits 0 selects ECDSA P-256.
 func NewCA(cn string, rsaBits int) (*CA, error) {
-	key, err := newKey(rsaBits)
+	return NewCAWith(CAOptions{CN: cn, RSABits: rsaBits})
+}
+
+// CAOptions describes a CA to make. The zero values give an ECDSA P-256 key
+// valid from one minute ago for ten times DefaultValidity.
+type CAOptions struct {
+	CN string
+	// RSABits selects an RSA key of that size instead of ECDSA P-256.
+	RSABits   int
+	NotBefore time.Time
+	NotAfter  time.Time
+	// Serial is the certificate's serial number; nil picks a random one.
+	Serial *big.Int
+}
+
+// NewCAWith makes a self-signed CA as o describes.
+func NewCAWith(o CAOptions) (*CA, error) {
+	key, err := newKey(o.RSABits)
 	if err != nil {
 		return nil, err
 	}
-	now := time.Now()
+	nb, na := o.NotBefore, o.NotAfter
+	if nb.IsZero() {
+		nb = time.Now().Add(-time.Minute)
+	}
+	if na.IsZero() {
+		na = nb.Add(10 * DefaultValidity)
+	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial(),
-		Subject:               pkix.Name{CommonName: cn},
-		NotBefore:             now.Add(-time.Minute),
-		NotAfter:              now.Add(10 * DefaultValidity),
+		Subject:               pkix.Name{CommonName: o.CN},
+		NotBefore:             nb,
+		NotAfter:              na,
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 		MaxPathLenZero:        true,
 	}
-	p, err := sign(tmpl, tmpl, key.Public(), key, key)
+	p, err := sign(tmpl, tmpl, key.Public(), key)
 	if err != nil {
-		return nil, fmt.Errorf("pki: self-sign CA %q: %w", cn, err)
+		return nil, fmt.Errorf("pki: self-sign CA %q: %w", o.CN, err)
+	}
+	if err := p.addKey(key); err != nil {
+		return nil, fmt.Errorf("pki: self-sign CA %q: %w", o.CN, err)
 	}
 	return &CA{Pair: *p}, nil
 }
 
 // Issue makes a key and a certificate signed by the CA.
 func (ca *CA) Issue(t Template) (*Pair, error) {
-	if t.CN == "" && len(t.DNSNames) == 0 && len(t.IPs) == 0 {
-		return nil, errors.New("pki: issue: template names no subject (set CN, DNSNames or IPs)")
+	if err := t.check(); err != nil {
+		return nil, err
 	}
 	key, err := newKey(t.RSABits)
 	if err != nil {
 		return nil, err
 	}
+	p, err := ca.issue(t, key.Public())
+	if err != nil {
+		return nil, err
+	}
+	if err := p.addKey(key); err != nil {
+		return nil, fmt.Errorf("pki: issue %q: %w", t.CN, err)
+	}
+	return p, nil
+}
+
+// IssueFor signs a certificate for a public key whose private half the CA
+// never sees, such as the one in a certificate request. The Pair it returns
+// has no Key or KeyPEM; t.RSABits is ignored.
+func (ca *CA) IssueFor(pub crypto.PublicKey, t Template) (*Pair, error) {
+	if err := t.check(); err != nil {
+		return nil, err
+	}
+	return ca.issue(t, pub)
+}
+
+func (t Template) check() error {
+	if t.CN == "" && len(t.DNSNames) == 0 && len(t.IPs) == 0 {
+		return errors.New("pki: issue: template names no subject (set CN, DNSNames or IPs)")
+	}
+	return nil
+}
+
+func (ca *CA) issue(t Template, pub crypto.PublicKey) (*Pair, error) {
 	nb, na := t.NotBefore, t.NotAfter
 	if nb.IsZero() {
 		nb = time.Now().Add(-time.Minute)
@@ -99,8 +186,12 @@ func (ca *CA) Issue(t Template) (*Pair, error) {
 	if na.IsZero() {
 		na = nb.Add(DefaultValidity)
 	}
+	sn := t.Serial
+	if sn == nil {
+		sn = serial()
+	}
 	tmpl := &x509.Certificate{
-		SerialNumber: serial(),
+		SerialNumber: sn,
 		Subject:      pkix.Name{CommonName: t.CN},
 		DNSNames:     t.DNSNames,
 		IPAddresses:  t.IPs,
@@ -108,7 +199,7 @@ func (ca *CA) Issue(t Template) (*Pair, error) {
 		NotAfter:     na,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 	}
-	if _, isRSA := key.(*rsa.PrivateKey); isRSA {
+	if _, isRSA := pub.(*rsa.PublicKey); isRSA {
 		tmpl.KeyUsage |= x509.KeyUsageKeyEncipherment
 	}
 	if t.Server || !t.Client {
@@ -117,7 +208,7 @@ func (ca *CA) Issue(t Template) (*Pair, error) {
 	if t.Client || !t.Server {
 		tmpl.ExtKeyUsage = append(tmpl.ExtKeyUsage, x509.ExtKeyUsageClientAuth)
 	}
-	p, err := sign(tmpl, ca.Cert, key.Public(), ca.Key, key)
+	p, err := sign(tmpl, ca.Cert, pub, ca.Key)
 	if err != nil {
 		return nil, fmt.Errorf("pki: issue %q: %w", t.CN, err)
 	}
@@ -125,14 +216,20 @@ func (ca *CA) Issue(t Template) (*Pair, error) {
 }
 
 // WriteFiles writes dir/name.crt (0644) and dir/name.key (0600) and returns
-// their paths.
+// their paths. Both files are written atomically and renamed into place
+// together, so a crash never leaves a new certificate beside an old key.
 func (p *Pair) WriteFiles(dir, name string) (certPath, keyPath string, err error) {
 	certPath = filepath.Join(dir, name+".crt")
 	keyPath = filepath.Join(dir, name+".key")
-	if err := os.WriteFile(certPath, p.CertPEM, 0o644); err != nil {
+	var s atomicfile.Set
+	defer s.Abort()
+	if err := s.Add(keyPath, p.KeyPEM, 0o600); err != nil {
 		return "", "", fmt.Errorf("pki: %w", err)
 	}
-	if err := os.WriteFile(keyPath, p.KeyPEM, 0o600); err != nil {
+	if err := s.Add(certPath, p.CertPEM, 0o644); err != nil {
+		return "", "", fmt.Errorf("pki: %w", err)
+	}
+	if err := s.Commit(); err != nil {
 		return "", "", fmt.Errorf("pki: %w", err)
 	}
 	return certPath, keyPath, nil
@@ -161,7 +258,7 @@ func serial() *big.Int {
 	return n
 }
 
-func sign(tmpl, parent *x509.Certificate, pub crypto.PublicKey, signer, key crypto.Signer) (*Pair, error) {
+func sign(tmpl, parent *x509.Certificate, pub crypto.PublicKey, signer crypto.Signer) (*Pair, error) {
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, signer)
 	if err != nil {
 		return nil, err
@@ -170,16 +267,19 @@ func sign(tmpl, parent *x509.Certificate, pub crypto.PublicKey, signer, key cryp
 	if err != nil {
 		return nil, err
 	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, err
-	}
 	return &Pair{
 		Cert:    cert,
-		Key:     key,
 		CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		KeyPEM:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}),
 	}, nil
+}
+
+func (p *Pair) addKey(key crypto.Signer) error {
+	kpem, err := MarshalKey(key)
+	if err != nil {
+		return err
+	}
+	p.Key, p.KeyPEM = key, kpem
+	return nil
 }
 
 // CRLValidity is how long a CRL from RevocationList stays current.
@@ -192,8 +292,15 @@ func (ca *CA) RevocationList(certs []*x509.Certificate, now time.Time) ([]byte, 
 	for i, c := range certs {
 		entries[i] = x509.RevocationListEntry{SerialNumber: c.SerialNumber, RevocationTime: now}
 	}
+	return ca.SignCRL(entries, big.NewInt(now.Unix()), now)
+}
+
+// SignCRL returns a PEM CRL signed by the CA listing entries, with CRL
+// number number, thisUpdate a minute before now (for clocks slightly
+// behind) and nextUpdate CRLValidity after now.
+func (ca *CA) SignCRL(entries []x509.RevocationListEntry, number *big.Int, now time.Time) ([]byte, error) {
 	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
-		Number:                    big.NewInt(now.Unix()),
+		Number:                    number,
 		ThisUpdate:                now.Add(-time.Minute),
 		NextUpdate:                now.Add(CRLValidity),
 		RevokedCertificateEntries: entries,
