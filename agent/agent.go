@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -32,6 +33,7 @@ import (
 
 	"github.com/edgeagent/agent/agent/config"
 	"github.com/edgeagent/agent/discovery"
+	"github.com/edgeagent/agent/pki"
 	"github.com/edgeagent/agent/sensors"
 	gpiokind "github.com/edgeagent/agent/sensors/gpio"
 	"github.com/edgeagent/agent/sensors/hostenv"
@@ -78,6 +80,9 @@ type Daemon struct {
 	intervals map[string]time.Duration
 	actuators []sensors.Actuator
 	actBy     map[string]sensors.Actuator
+
+	ca    *pki.Dir     // master: enroll.ca_dir (nil: no CA here)
+	estLn net.Listener // master: enroll.listen (nil: not serving)
 
 	browser  discovery.Browser
 	env      *sensors.Env
@@ -179,6 +184,10 @@ func New(o Options) (*Daemon, error) {
 		d.actBy[a.Name()] = a
 	}
 	d.log = d.log.With("id", d.id)
+	if err := d.openCA(); err != nil {
+		d.closeParts()
+		return nil, fmt.Errorf("%w: %w", ErrRefused, err)
+	}
 	d.browser = o.Browser
 	if d.browser == nil {
 		d.browser = &discovery.MDNS{Interfaces: cfg.Broker.Interfaces, IPVersion: cfg.Broker.IPVersion, Logger: d.log}
@@ -210,6 +219,15 @@ func (d *Daemon) Run(ctx context.Context) error {
 	g.Go(func() error { return d.announceLoop(gctx) })
 	g.Go(func() error { return d.execLoop(gctx) })
 	g.Go(func() error { return d.pinLoop(gctx) })
+	if d.estLn != nil {
+		g.Go(func() error { return d.serveEnrollment(gctx, d.estLn) })
+	}
+	if d.ca != nil && d.cfg.CRL.File != "" {
+		g.Go(func() error { return d.crlLoop(gctx) })
+	}
+	if d.cfg.Enroll.Renews() {
+		g.Go(func() error { return d.renewer().Run(gctx) })
+	}
 	if d.cfg.Role == config.RoleMaster && len(d.cfg.Advertise.Interfaces) > 0 {
 		g.Go(func() error { return d.advertiseLoop(gctx, d.cfg.Advertise.Refresh.Duration) })
 	}
@@ -279,14 +297,51 @@ func (d *Daemon) announceLoop(ctx context.Context) error {
 }
 
 type status struct {
-	State   string `json:"state"`
-	Role    string `json:"role"`
-	Version string `json:"version"`
-	TS      string `json:"ts"`
+	State       string `json:"state"`
+	Role        string `json:"role"`
+	Version     string `json:"version"`
+	TS          string `json:"ts"`
+	CertExpires string `json:"cert_expires,omitempty"`
 }
 
 func (d *Daemon) statusPayload(state string) status {
-	return status{State: state, Role: d.cfg.Role, Version: d.version, TS: stamp(d.now())}
+	st := status{State: state, Role: d.cfg.Role, Version: d.version, TS: stamp(d.now())}
+	if c := d.creds.Current(); c != nil && c.Cert.Leaf != nil {
+		st.CertExpires = c.Cert.Leaf.NotAfter.UTC().Format(time.RFC3339)
+	}
+	return st
+}
+
+// openCA opens enroll.ca_dir on a master that serves enrollment or keeps
+// the CRL, and binds enroll.listen, so a bad directory or a taken port is a
+// startup error that names it.
+func (d *Daemon) openCA() error {
+	c := d.cfg
+	if c.Role != config.RoleMaster || (c.Enroll.Listen == "" && c.CRL.File == "") {
+		return nil
+	}
+	dir, err := pki.OpenDir(c.Enroll.CADir)
+	if err != nil {
+		return fmt.Errorf("config %s: enroll.ca_dir: %w", c.Path, err)
+	}
+	d.ca = dir
+	if c.Enroll.Listen != "" {
+		ln, err := net.Listen("tcp", c.Enroll.Listen)
+		if err != nil {
+			return fmt.Errorf("config %s: enroll.listen %q: %w", c.Path, c.Enroll.Listen, err)
+		}
+		d.estLn = ln
+	}
+	return nil
+}
+
+// EnrollAddr is the address the enrollment server listens on ("" when it
+// does not).
+func (d *Daemon) EnrollAddr() string {
+	if d.estLn == nil {
+		return ""
+	}
+	return d.estLn.Addr().String()
 }
 
 // stamp formats t as RFC 3339 UTC with milliseconds.
@@ -326,6 +381,9 @@ func (d *Daemon) closeParts() {
 	}
 	if d.closeEnv != nil {
 		d.closeEnv()
+	}
+	if d.estLn != nil {
+		d.estLn.Close() // already closed when it was served
 	}
 }
 

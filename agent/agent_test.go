@@ -22,10 +22,11 @@ type telemetryMsg struct {
 }
 
 type statusMsg struct {
-	State   string `json:"state"`
-	Role    string `json:"role"`
-	Version string `json:"version"`
-	TS      string `json:"ts"`
+	State       string `json:"state"`
+	Role        string `json:"role"`
+	Version     string `json:"version"`
+	TS          string `json:"ts"`
+	CertExpires string `json:"cert_expires"`
 }
 
 // TestTelemetry checks what an independent subscriber sees: the shape of

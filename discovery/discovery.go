@@ -28,6 +28,10 @@ import (
 // DefaultService is the DNS-SD type of an MQTT-over-TLS broker.
 const DefaultService = "_secure-mqtt._tcp"
 
+// EnrollService is the DNS-SD type a master advertises its EST enrollment
+// server under, and `agent enroll` browses for without --server.
+const EnrollService = "_est._tcp"
+
 // Service is one advertised instance.
 type Service struct {
 	Instance string       `json:"instance"` // unescaped ("MQTT on hub", not "MQTT\ on\ hub")

@@ -33,11 +33,18 @@ func NewFleet(dir string) (*Fleet, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := &Fleet{Dir: dir, CA: ca}
-	f.CAFile = dir + "/ca.crt"
-	if err := os.WriteFile(f.CAFile, ca.CertPEM, 0o644); err != nil {
+	caFile := dir + "/ca.crt"
+	if err := os.WriteFile(caFile, ca.CertPEM, 0o644); err != nil {
 		return nil, err
 	}
+	return FleetWithCA(dir, ca, caFile)
+}
+
+// FleetWithCA makes the broker's and the monitors' certificates in dir
+// from an existing CA whose certificate is in caFile (a CA directory made
+// by `agent ca init`, say).
+func FleetWithCA(dir string, ca *pki.CA, caFile string) (*Fleet, error) {
+	f := &Fleet{Dir: dir, CA: ca, CAFile: caFile}
 	b, err := ca.Issue(pki.Template{CN: BrokerHost, DNSNames: []string{BrokerHost}, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, Server: true})
 	if err != nil {
 		return nil, err

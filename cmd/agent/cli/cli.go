@@ -40,6 +40,8 @@ Usage:
   agent run [--config FILE] [--role remote|master] [--log-level debug|info|warn|error]
   agent discover [--timeout 3s] [--json] [--config FILE] [--service _secure-mqtt._tcp] [--interface NAME]... [--ip-version 4|6|both]
   agent sensors [--config FILE] [--scan BUS]
+  agent ca init|issue|token|revoke|list|crl --dir DIR ...   (agent ca for details)
+  agent enroll --ca ca.crt --token TOKEN [--server URL] [--id ID] [--dir /etc/agent/tls] [--key ec|rsa2048|rsa4096] [--san ...] [--overwrite]
   agent version
   agent help
 
@@ -60,6 +62,10 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, version s
 		return sensorsCmd(ctx, args[1:], stdout, stderr)
 	case "discover":
 		return discover(ctx, args[1:], stdout, stderr)
+	case "ca":
+		return caCmd(args[1:], stdout, stderr, time.Now)
+	case "enroll":
+		return enrollCmd(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "agent %s\n", version)
 		return ExitOK
