@@ -392,6 +392,7 @@ func (d *Daemon) closeParts() {
 type link struct {
 	mu     sync.Mutex
 	base   context.Context
+	ctx    context.Context // the live connection's (valid while cancel != nil)
 	cancel context.CancelFunc
 }
 
@@ -401,9 +402,18 @@ func (l *link) up() context.Context {
 	if l.cancel != nil {
 		l.cancel()
 	}
-	var ctx context.Context
-	ctx, l.cancel = context.WithCancel(l.base)
-	return ctx
+	l.ctx, l.cancel = context.WithCancel(l.base)
+	return l.ctx
+}
+
+// current returns the live connection's context, or nil when down.
+func (l *link) current() context.Context {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.cancel == nil {
+		return nil
+	}
+	return l.ctx
 }
 
 func (l *link) down() {

@@ -21,6 +21,7 @@ import (
 	"github.com/edgeagent/agent/internal/atomicfile"
 	"github.com/edgeagent/agent/pki"
 	"github.com/edgeagent/agent/pki/est"
+	"github.com/edgeagent/agent/tlsclient"
 )
 
 // This file is the certificate life cycle inside the daemon: on every device
@@ -35,6 +36,13 @@ func (d *Daemon) renewer() *enroll.Renewer {
 		Client: &est.Client{URL: d.cfg.Enroll.Server, Roots: d.creds.Current().Roots, Timeout: 30 * time.Second},
 		Clock:  d.env.Clock,
 		Logger: d.log.With("part", "renew"),
+		// The retained status carries cert_expires: say the new one now,
+		// not at the next reconnect.
+		Renewed: func(*tlsclient.Credentials) {
+			if lctx := d.link.current(); lctx != nil {
+				_ = d.publishJSON(lctx, d.topics.status, d.statusPayload("online"), true, nil)
+			}
+		},
 	}
 }
 

@@ -73,8 +73,9 @@ func TestRenewalReconnectsWithNewCert(t *testing.T) {
 	hs.StartTLS()
 	defer hs.Close()
 
-	// A device with a 90-day certificate from the CA.
-	p, err := ca.Issue(pki.IssueOptions{CN: "dev1", Days: 90}, time.Now())
+	// A device with a 30-day certificate from the CA (the EST server
+	// issues 90-day ones, so the status shows the change).
+	p, err := ca.Issue(pki.IssueOptions{CN: "dev1", Days: 30}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,8 +99,8 @@ func TestRenewalReconnectsWithNewCert(t *testing.T) {
 	waitMsg(t, sub, `"state":"online"`)
 	r.waitLog(t, "certificate renewal scheduled", 5*time.Second)
 
-	// 61 days on, past two thirds of 90 days less the jitter: renew.
-	clock.Advance(61 * 24 * time.Hour)
+	// 21 days on, past two thirds of 30 days less the jitter: renew.
+	clock.Advance(21 * 24 * time.Hour)
 	r.waitLog(t, "certificate renewed", 10*time.Second)
 	newCert, _ := os.ReadFile(certFile)
 	newKey, _ := os.ReadFile(keyFile)
@@ -113,6 +114,8 @@ func TestRenewalReconnectsWithNewCert(t *testing.T) {
 	if st, _ := os.Stat(keyFile); st.Mode().Perm() != 0o600 {
 		t.Errorf("renewed key mode %v, want 0600", st.Mode().Perm())
 	}
+	// The retained status says the new expiry at once.
+	waitMsg(t, sub, `"cert_expires":"`+leaf.NotAfter.UTC().Format(time.RFC3339)+`"`)
 
 	// Revoke the old certificate and restart the broker in place: the agent
 	// reconnects by itself, and only the new certificate can get in.

@@ -134,8 +134,9 @@ func Load(f Files, now time.Time) (*Credentials, error) {
 			f.Key, f.Cert, leaf.Subject.CommonName)
 	}
 	if now.After(leaf.NotAfter) {
-		return nil, refuse(nil, "tls.cert %s (CN=%s) expired on %s: renew the device certificate",
-			f.Cert, leaf.Subject.CommonName, leaf.NotAfter.UTC().Format(time.RFC3339))
+		return nil, refuse(nil, "tls.cert %s (CN=%s) expired on %s and cannot be renewed any more: enroll again "+
+			"(on the master: agent ca token --id %s; here: agent enroll --ca CA --token TOKEN --overwrite), or check this board's clock",
+			f.Cert, leaf.Subject.CommonName, leaf.NotAfter.UTC().Format(time.RFC3339), leaf.Subject.CommonName)
 	}
 	if now.Before(leaf.NotBefore) {
 		return nil, refuse(nil, "tls.cert %s (CN=%s) is not valid until %s and the clock says %s: "+
