@@ -136,8 +136,8 @@ func (d *Daemon) estNames() []string {
 	}
 	if h, err := os.Hostname(); err == nil && pki.ValidDNSName(h) == nil {
 		add(h)
-		if !strings.Contains(h, ".") {
-			add(h + ".local")
+		if !strings.HasSuffix(h, ".local") {
+			add(h + ".local") // zeroconf's SRV target for this host
 		}
 	}
 	add(d.cfg.Broker.Host)

@@ -16,6 +16,7 @@ package main
 // the connection and the pin follow.
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -389,5 +390,56 @@ func TestDiscoveryIPv6(t *testing.T) {
 	}
 	if s := l.waitPin("fd00:18::10"); !strings.Contains(s, "fd00:18::10\tbroker.test") {
 		t.Errorf("hosts file:\n%s", s)
+	}
+}
+
+// TestEnrollFindsMasterByMDNS: `agent enroll` without --server finds the
+// master's EST server by its _est._tcp advertisement on another host and
+// checks it against the CA file like any server.
+func TestEnrollFindsMasterByMDNS(t *testing.T) {
+	if err := netlab.Available(); err != nil {
+		t.Skipf("needs network namespaces (root, iproute2): %v", err)
+	}
+	fx := newFixture(t, false)
+	lab := netlab.New(t)
+	hostA := lab.AddHost("a", netip.MustParsePrefix("198.18.0.10/24"))
+	hostB := lab.AddHost("b", netip.MustParsePrefix("198.18.0.20/24"))
+	caDir := filepath.Join(fx.dir, "ca")
+	mustCLI(t, "ca", "init", "--dir", caDir)
+	caCrt := filepath.Join(caDir, "ca.crt")
+	mustCLI(t, "ca", "issue", "--dir", caDir, "--cn", "hub", "--out", filepath.Join(fx.dir, "hub"))
+	conf := filepath.Join(fx.dir, "hub.toml")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf(`role = "master"
+[broker]
+host = %q
+address = "198.18.0.10"
+hosts_file = ""
+[tls]
+ca = %q
+cert = %q
+key = %q
+[advertise]
+interfaces = [%q]
+refresh = "1s"
+[enroll]
+listen = "198.18.0.10:8443"
+ca_dir = %q
+`, brokertest.BrokerHost, caCrt, filepath.Join(fx.dir, "hub.crt"), filepath.Join(fx.dir, "hub.key"), hostA.Iface, caDir)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	master := hostA.Start(t, agentBin, "run", "--config", conf)
+	if _, err := master.WaitOutput("advertising the broker", 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	token := strings.TrimSpace(mustCLI(t, "ca", "token", "--dir", caDir, "--id", "dev1"))
+	out := filepath.Join(fx.dir, "dev1-tls")
+	ctx, cancel := context.WithTimeout(fx.ctx, 30*time.Second)
+	defer cancel()
+	res, err := hostB.Command(ctx, agentBin, "enroll", "--ca", caCrt, "--token", token, "--dir", out, "--interface", hostB.Iface).CombinedOutput()
+	if err != nil || !strings.Contains(string(res), "enrolled as dev1") {
+		t.Fatalf("enroll by mDNS: %v\n%s\nmaster:\n%s", err, res, master.Output())
+	}
+	if o, err := openssl(t, "verify", "-purpose", "sslclient", "-CAfile", caCrt, filepath.Join(out, "device.crt")); err != nil {
+		t.Errorf("openssl verify: %v %s", err, o)
 	}
 }
