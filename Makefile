@@ -45,12 +45,18 @@ bench: deps
 	$(GO) test -run '^$$' -bench 'Discovery' -benchtime 5x ./cmd/agent
 	$(GO) test -run '^$$' -bench 'SchedulerJitter' -benchtime 100x ./sensors
 	$(GO) test -run '^$$' -bench 'Decode' -benchtime 1s ./sensors/i2cdev
+	$(GO) test -run '^$$' -bench 'Issue' -benchtime 20x ./pki
+	$(GO) test -run '^$$' -bench 'EnrollRoundTrip' -benchtime 20x ./agent/enroll
+	$(GO) test -run '^$$' -bench 'Handshake|ClientCrypto' -benchtime 200x ./tlsclient
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./agent/config
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./agent/command
 	$(GO) test -run '^$$' -fuzz FuzzRewrite -fuzztime $(FUZZTIME) ./hostsfile
 	$(GO) test -run '^$$' -fuzz FuzzCandidates -fuzztime $(FUZZTIME) ./discovery
+	$(GO) test -run '^$$' -fuzz FuzzLoadIndex -fuzztime $(FUZZTIME) ./pki
+	$(GO) test -run '^$$' -fuzz FuzzDecodeCSR -fuzztime $(FUZZTIME) ./pki/est
+	$(GO) test -run '^$$' -fuzz FuzzDecodeCerts -fuzztime $(FUZZTIME) ./pki/est
 
 clean:
 	rm -rf bin dist
