@@ -317,18 +317,34 @@ func ParseCertFile(path string) (*x509.Certificate, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pki: %w", err)
 	}
+	certs, err := ParseCerts(data)
+	if err != nil {
+		return nil, fmt.Errorf("pki: %s: %w", path, err)
+	}
+	if len(certs) == 0 {
+		return nil, fmt.Errorf("pki: %s: no PEM certificate", path)
+	}
+	return certs[0], nil
+}
+
+// ParseCerts returns the certificates of data's PEM "CERTIFICATE" blocks,
+// in order, skipping other blocks; none is not an error (the caller says
+// what was expected). A block that does not parse is.
+func ParseCerts(data []byte) ([]*x509.Certificate, error) {
+	var certs []*x509.Certificate
 	for {
 		var b *pem.Block
 		b, data = pem.Decode(data)
 		if b == nil {
-			return nil, fmt.Errorf("pki: %s: no PEM certificate", path)
+			return certs, nil
 		}
-		if b.Type == "CERTIFICATE" {
-			c, err := x509.ParseCertificate(b.Bytes)
-			if err != nil {
-				return nil, fmt.Errorf("pki: %s: %w", path, err)
-			}
-			return c, nil
+		if b.Type != "CERTIFICATE" {
+			continue
 		}
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("certificate %d does not parse: %w", len(certs)+1, err)
+		}
+		certs = append(certs, c)
 	}
 }

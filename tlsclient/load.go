@@ -44,6 +44,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/edgeagent/agent/pki"
 )
 
 // ErrCredentials is wrapped by every refusal of Load: the files named in the
@@ -231,21 +233,9 @@ func checkKeyMode(path string) error {
 }
 
 func parseCerts(name, path string, data []byte) ([]*x509.Certificate, error) {
-	var certs []*x509.Certificate
-	for rest := data; ; {
-		var b *pem.Block
-		b, rest = pem.Decode(rest)
-		if b == nil {
-			break
-		}
-		if b.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, refuse(err, "%s %s holds a certificate that does not parse (%v): replace the file", name, path, err)
-		}
-		certs = append(certs, c)
+	certs, err := pki.ParseCerts(data)
+	if err != nil {
+		return nil, refuse(err, "%s %s: %v: replace the file", name, path, err)
 	}
 	if len(certs) == 0 {
 		return nil, refuse(nil, "%s %s holds no PEM certificate (no \"-----BEGIN CERTIFICATE-----\" block): "+

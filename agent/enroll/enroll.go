@@ -162,29 +162,19 @@ func checkExisting(f tlsclient.Files, caPEM []byte, overwrite bool) error {
 // ParseCAPEM returns a pool of the CA certificates in data, refusing data
 // that holds none or holds a certificate that is not a CA.
 func ParseCAPEM(data []byte) (*x509.CertPool, error) {
+	certs, err := pki.ParseCerts(data)
+	if err != nil {
+		return nil, err
+	}
+	if len(certs) == 0 {
+		return nil, errors.New("holds no PEM certificate: give the fleet CA's ca.crt")
+	}
 	pool := x509.NewCertPool()
-	n := 0
-	for rest := data; ; {
-		var b *pem.Block
-		b, rest = pem.Decode(rest)
-		if b == nil {
-			break
-		}
-		if b.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("a certificate does not parse: %w", err)
-		}
+	for _, c := range certs {
 		if !c.IsCA {
 			return nil, fmt.Errorf("the certificate %q is not a CA certificate (no basicConstraints CA:TRUE): give the fleet CA's ca.crt", c.Subject)
 		}
 		pool.AddCert(c)
-		n++
-	}
-	if n == 0 {
-		return nil, errors.New("holds no PEM certificate: give the fleet CA's ca.crt")
 	}
 	return pool, nil
 }
