@@ -32,6 +32,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/edgeagent/agent/agent/config"
+	"github.com/edgeagent/agent/agent/fleet"
 	"github.com/edgeagent/agent/discovery"
 	"github.com/edgeagent/agent/pki"
 	"github.com/edgeagent/agent/sensors"
@@ -81,8 +82,9 @@ type Daemon struct {
 	actuators []sensors.Actuator
 	actBy     map[string]sensors.Actuator
 
-	ca    *pki.Dir     // master: enroll.ca_dir (nil: no CA here)
-	estLn net.Listener // master: enroll.listen (nil: not serving)
+	fleet *fleet.Tracker // master: the fleet view (nil on a remote)
+	ca    *pki.Dir       // master: enroll.ca_dir (nil: no CA here)
+	estLn net.Listener   // master: enroll.listen (nil: not serving)
 
 	browser  discovery.Browser
 	env      *sensors.Env
@@ -184,6 +186,9 @@ func New(o Options) (*Daemon, error) {
 		d.actBy[a.Name()] = a
 	}
 	d.log = d.log.With("id", d.id)
+	if cfg.Role == config.RoleMaster {
+		d.fleet = fleet.NewTracker(cfg.MQTT.Prefix, 0)
+	}
 	if err := d.openCA(); err != nil {
 		d.closeParts()
 		return nil, fmt.Errorf("%w: %w", ErrRefused, err)
@@ -219,6 +224,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	g.Go(func() error { return d.announceLoop(gctx) })
 	g.Go(func() error { return d.execLoop(gctx) })
 	g.Go(func() error { return d.pinLoop(gctx) })
+	if d.fleet != nil {
+		g.Go(func() error { return d.fleetLoop(gctx) })
+	}
 	if d.estLn != nil {
 		g.Go(func() error { return d.serveEnrollment(gctx, d.estLn) })
 	}
@@ -281,6 +289,11 @@ func (d *Daemon) announceLoop(ctx context.Context) error {
 		}
 		if err := d.subscribe(lctx); err != nil && lctx.Err() == nil {
 			d.log.Error("subscribe to commands failed", "topic", d.topics.cmd, "err", err)
+		}
+		if d.fleet != nil {
+			if err := d.subscribeFleet(lctx); err != nil && lctx.Err() == nil {
+				d.log.Error("subscribe to the fleet failed", "err", err)
+			}
 		}
 		d.actMu.Lock()
 		for _, a := range d.actuators {

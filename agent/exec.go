@@ -122,6 +122,9 @@ func (c *dedup) put(id string, reply []byte) {
 func (d *Daemon) onPublish(pr paho.PublishReceived) (bool, error) {
 	p := pr.Packet
 	if p.Topic != d.topics.cmd {
+		if d.fleet != nil && d.fleet.Observe(p.Topic, p.Payload, d.now()) {
+			return true, nil
+		}
 		if d.cfg.HA.Discovery && isHAConfig(p.Topic, d.cfg.HA.Prefix) {
 			d.ha.add(p.Topic, p.Payload)
 			return true, nil
