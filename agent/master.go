@@ -10,23 +10,31 @@ import (
 
 // The master's fleet view: it subscribes to every device's status and
 // telemetry, keeps a fleet.Tracker, and publishes the summary, retained, at
-// <prefix>/<id>/fleet when it changes (at most once per fleetEvery).
+// <prefix>/<id>/fleet: within fleetEvery of a change (a device appears,
+// goes on- or offline, reports an error…), and every fleetRefresh when only
+// last-seen times moved, so a busy fleet of thousands does not make the
+// master republish a megabyte every second.
 
-const fleetEvery = time.Second
+const (
+	fleetEvery   = time.Second
+	fleetRefresh = 30 * time.Second
+)
 
 // FleetTopic is where a master publishes its fleet summary.
 func FleetTopic(prefix, masterID string) string { return prefix + "/" + masterID + "/fleet" }
 
-// subscribeFleet subscribes a master to the devices' status (QoS 1: each
-// change counts) and telemetry (QoS 0: only "last seen" and errors are
-// read from it, and a master beside a busy fleet must not hold it in
-// flight).
+// subscribeFleet subscribes a master to the devices' status and telemetry,
+// both at QoS 0: at each (re)connection the broker sends every retained
+// status at once, and thousands of them at QoS 1 would overflow its queue
+// of in-flight messages per client (Mosquitto: 20 in flight + 1000 queued)
+// and be dropped. On a live connection QoS 0 is lost only with the
+// connection, and the next connection sends the retained statuses again.
 func (d *Daemon) subscribeFleet(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, publishTimeout)
 	defer cancel()
 	status, telemetry := d.fleet.Topics()
 	sa, err := d.cm.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{
-		{Topic: status, QoS: 1}, {Topic: telemetry, QoS: 0},
+		{Topic: status, QoS: 0}, {Topic: telemetry, QoS: 0},
 	}})
 	if err != nil {
 		return err
@@ -45,16 +53,18 @@ func (d *Daemon) fleetLoop(ctx context.Context) error {
 	t := time.NewTicker(fleetEvery)
 	defer t.Stop()
 	topic := FleetTopic(d.cfg.MQTT.Prefix, d.id)
-	var published uint64
+	var published, seen uint64
+	var last time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
 		}
-		v := d.fleet.Version()
+		v, s := d.fleet.Version(), d.fleet.Seen()
 		lctx := d.link.current()
-		if v == published || lctx == nil {
+		due := v != published || (s != seen && time.Since(last) >= fleetRefresh)
+		if !due || lctx == nil {
 			continue
 		}
 		sum := d.fleet.Snapshot(d.now())
@@ -63,6 +73,6 @@ func (d *Daemon) fleetLoop(ctx context.Context) error {
 			d.log.Warn("fleet summary not published", "topic", topic, "err", err)
 			continue
 		}
-		published = v
+		published, seen, last = v, s, time.Now()
 	}
 }

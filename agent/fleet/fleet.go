@@ -64,7 +64,8 @@ type Tracker struct {
 	devices   map[string]*Device
 	malformed uint64
 	ignored   uint64
-	version   uint64 // bumped on every visible change
+	version   uint64 // bumped when a device appears, goes, or changes state, version, role, expiry or error
+	seen      uint64 // bumped when only a last-seen time moved
 }
 
 // NewTracker tracks the devices under prefix, at most max of them (0 is
@@ -182,11 +183,16 @@ func (t *Tracker) status(id string, payload []byte, now time.Time) {
 }
 
 func (t *Tracker) telemetry(id, sensor string, payload []byte, now time.Time) {
+	n := len(t.devices)
 	d := t.device(id)
 	if d == nil {
 		return
 	}
+	if len(t.devices) != n {
+		t.version++ // a new device, seen in telemetry first
+	}
 	d.LastSeen = now
+	t.seen++
 	// Most readings carry values; only an error reading is parsed.
 	if bytes.Contains(payload, []byte(`"error"`)) {
 		var m struct {
@@ -194,11 +200,11 @@ func (t *Tracker) telemetry(id, sensor string, payload []byte, now time.Time) {
 		}
 		if err := json.Unmarshal(payload, &m); err != nil {
 			t.malformed++
-		} else if m.Error != "" {
-			d.LastError = text(sensor + ": " + m.Error)
+		} else if e := text(sensor + ": " + m.Error); m.Error != "" && e != d.LastError {
+			d.LastError = e
+			t.version++
 		}
 	}
-	t.version++
 }
 
 // text makes a device-supplied string safe to keep and print: valid UTF-8
@@ -218,12 +224,20 @@ func text(s string) string {
 	return s
 }
 
-// Version changes whenever the fleet view does; a publisher compares it
-// to decide whether to publish again.
+// Version changes whenever the fleet view changes other than by a
+// last-seen time; Seen changes with those. A publisher sends changes soon
+// and mere last-seen updates now and then.
 func (t *Tracker) Version() uint64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.version
+}
+
+// Seen changes whenever a device's last-seen time moves.
+func (t *Tracker) Seen() uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.seen
 }
 
 // Snapshot returns the fleet, devices sorted by id.

@@ -315,6 +315,19 @@ func actionRE(s string) bool {
 	return true
 }
 
+// PublishRetained publishes payload retained at topic, QoS 1 (tools and
+// tests: clearing a stale status with an empty payload, say).
+func (o *Client) PublishRetained(ctx context.Context, topic string, payload []byte) error {
+	pr, err := o.c.Publish(ctx, &paho.Publish{Topic: topic, QoS: 1, Retain: true, Payload: payload})
+	if err == nil && pr != nil && pr.ReasonCode >= 0x80 {
+		err = fmt.Errorf("reason 0x%02x", pr.ReasonCode)
+	}
+	if err != nil {
+		return fmt.Errorf("publish %s: %w", topic, err)
+	}
+	return nil
+}
+
 // Reading is one telemetry message.
 type Reading struct {
 	Device, Sensor string

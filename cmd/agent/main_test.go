@@ -131,7 +131,7 @@ type proc struct {
 	done  chan struct{}
 }
 
-func startAgent(t *testing.T, args ...string) *proc {
+func startAgent(t testing.TB, args ...string) *proc {
 	t.Helper()
 	p := &proc{cmd: exec.Command(agentBin, args...), lines: make(chan string, 1024), done: make(chan struct{})}
 	r, err := p.cmd.StderrPipe()

@@ -283,7 +283,7 @@ func (c *Client) Subscribe(ctx context.Context, topics ...string) (*Sub, error) 
 		defer close(s.done)
 		var once sync.Once
 		sc := bufio.NewScanner(out)
-		sc.Buffer(make([]byte, 0, 1<<16), 1<<20)
+		sc.Buffer(make([]byte, 0, 1<<16), 16<<20) // a fleet summary of thousands of devices is megabytes
 		for {
 			if !sc.Scan() {
 				once.Do(func() { close(subscribed) })
