@@ -121,7 +121,7 @@ func (t *Tracker) Observe(topic string, payload []byte, now time.Time) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if !idRE.MatchString(id) {
-		t.malformed++
+		t.bad()
 		return true
 	}
 	if kind == "status" {
@@ -155,7 +155,7 @@ func (t *Tracker) status(id string, payload []byte, now time.Time) {
 	}
 	var m statusMsg
 	if len(payload) > MaxStatusSize || json.Unmarshal(payload, &m) != nil || (m.State != "online" && m.State != "offline") {
-		t.malformed++
+		t.bad()
 		return
 	}
 	d := t.device(id)
@@ -199,12 +199,18 @@ func (t *Tracker) telemetry(id, sensor string, payload []byte, now time.Time) {
 			Error string `json:"error"`
 		}
 		if err := json.Unmarshal(payload, &m); err != nil {
-			t.malformed++
+			t.bad()
 		} else if e := text(sensor + ": " + m.Error); m.Error != "" && e != d.LastError {
 			d.LastError = e
 			t.version++
 		}
 	}
+}
+
+// bad counts a malformed message; the count is part of the view.
+func (t *Tracker) bad() {
+	t.malformed++
+	t.version++
 }
 
 // text makes a device-supplied string safe to keep and print: valid UTF-8

@@ -42,6 +42,7 @@ Usage:
   agent sensors [--config FILE] [--scan BUS]
   agent ca init|issue|token|revoke|list|crl --dir DIR ...   (agent ca for details)
   agent enroll --ca ca.crt --token TOKEN [--server URL] [--id ID] [--dir /etc/agent/tls] [--key ec|rsa2048|rsa4096] [--san ...] [--overwrite]
+  agent broker-config --ca-dir DIR --host NAME [--san ...] [--out DIR] [--cert-dir DIR] [--master ID] [--local-plain] ...
   agent fleet [--config FILE] [--json]                      (on the master: the devices from their retained status)
   agent send ID ACTION [key=value...] [--timeout 5s] [--json] (exit 0 ok, 1 failed, 3 no reply)
   agent watch [ID] [--sensor S] [--json]                    (telemetry as it arrives)
@@ -69,6 +70,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, version s
 		return caCmd(args[1:], stdout, stderr, time.Now)
 	case "enroll":
 		return enrollCmd(ctx, args[1:], stdout, stderr)
+	case "broker-config":
+		return brokerConfigCmd(args[1:], stdout, stderr)
 	case "fleet":
 		return fleetCmd(ctx, args[1:], stdout, stderr)
 	case "send":
