@@ -191,7 +191,12 @@ const (
 )
 
 // Load reads and validates the file at path.
-func Load(path string) (*Config, error) {
+func Load(path string) (*Config, error) { return LoadRole(path, "") }
+
+// LoadRole is Load with the role overridden (`agent run --role`) before
+// validation, so what a master may set is checked against the role the
+// agent will run as.
+func LoadRole(path, role string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -199,11 +204,13 @@ func Load(path string) (*Config, error) {
 		}
 		return nil, fmt.Errorf("config %s: %w: %w", path, err, ErrInvalid)
 	}
-	return Parse(path, data)
+	return parse(path, data, role)
 }
 
 // Parse decodes and validates data; path is used in messages only.
-func Parse(path string, data []byte) (*Config, error) {
+func Parse(path string, data []byte) (*Config, error) { return parse(path, data, "") }
+
+func parse(path string, data []byte, role string) (*Config, error) {
 	if path == "" {
 		path = "<config>"
 	}
@@ -235,6 +242,12 @@ func Parse(path string, data []byte) (*Config, error) {
 	if len(keys) > 0 {
 		sort.Strings(keys)
 		return nil, fmt.Errorf("config %s: unknown key %q (check the spelling; known keys are listed in docs/config.md): %w", path, keys[0], ErrInvalid)
+	}
+	if role != "" {
+		if err := ValidateRole(role); err != nil {
+			return nil, fmt.Errorf("--role: %w: %w", err, ErrInvalid)
+		}
+		c.Role = role
 	}
 	if !md.IsDefined("broker", "hosts_file") {
 		c.Broker.HostsFile = DefaultHostsFile

@@ -265,6 +265,27 @@ func TestRefusals(t *testing.T) {
 			t.Errorf("exit %d, stderr:\n%s", code, stderr)
 		}
 	})
+	// A master without the pieces it needs, with the role from --role.
+	for _, c := range []struct {
+		name, more string
+		want       []string
+	}{
+		{"enrollment without ca_dir", "[enroll]\nlisten = \"127.0.0.1:18443\"\n", []string{"enroll.listen", "needs enroll.ca_dir", "agent ca init"}},
+		{"ca_dir that is not a CA", "[enroll]\nlisten = \"127.0.0.1:18443\"\nca_dir = \"" + fx.dir + "\"\n", []string{"enroll.ca_dir", "agent ca init --dir"}},
+		{"crl without ca_dir", "[crl]\nfile = \"/tmp/x.crl\"\n", []string{"crl.file", "needs enroll.ca_dir"}},
+	} {
+		t.Run("master "+c.name, func(t *testing.T) {
+			code, stderr := runExit(t, "run", "--role", "master", "--config", fx.writeConfig("dev1", good, 8883, "", c.more))
+			if code != 2 {
+				t.Errorf("exit %d, want 2; stderr:\n%s", code, stderr)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(stderr, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, stderr)
+				}
+			}
+		})
+	}
 	t.Run("bad role flag", func(t *testing.T) {
 		code, stderr := runExit(t, "run", "--config", fx.writeConfig("dev1", good, 8883, "", ""), "--role", "boss")
 		if code != 2 || !strings.Contains(stderr, `"boss"`) {

@@ -108,15 +108,9 @@ func run(ctx context.Context, args []string, stderr io.Writer, version string) i
 		return ExitRefused
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv}))
-	cfg, err := config.Load(*path)
+	cfg, err := config.LoadRole(*path, *role)
 	if err != nil {
 		return refuse(stderr, err)
-	}
-	if *role != "" {
-		if err := config.ValidateRole(*role); err != nil {
-			return refuse(stderr, fmt.Errorf("--role: %w", err))
-		}
-		cfg.Role = *role
 	}
 	d, err := agent.New(agent.Options{Config: cfg, Version: version, Logger: log})
 	if err != nil {

@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -30,6 +31,22 @@ func TestUsage(t *testing.T) {
 		code := Run(context.Background(), tc.args, &out, &errb, "v9")
 		if code != tc.code || !strings.Contains(out.String(), tc.out) || !strings.Contains(errb.String(), tc.err) {
 			t.Errorf("Run(%q) = %d\nstdout: %s\nstderr: %s\nwant %d, %q, %q", tc.args, code, out.String(), errb.String(), tc.code, tc.out, tc.err)
+		}
+	}
+}
+
+func TestParseArgs(t *testing.T) {
+	got, err := parseArgs([]string{"actuator=relay1", "value=on", "n=3", "b=true", `s="x y"`, "o={\"a\":1}"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"actuator": "relay1", "value": "on", "n": float64(3), "b": true, "s": "x y", "o": map[string]any{"a": float64(1)}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("parseArgs = %v, want %v", got, want)
+	}
+	for _, bad := range []string{"relay1", "=on"} {
+		if _, err := parseArgs([]string{bad}); err == nil {
+			t.Errorf("parseArgs(%q) accepted", bad)
 		}
 	}
 }
