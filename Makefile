@@ -43,6 +43,7 @@ bench: deps
 	$(GO) test -run '^$$' -bench 'CommandRoundTrip' -benchtime 1000x ./cmd/agent
 	$(GO) test -run '^$$' -bench 'SteadyRSS' -benchtime 1x ./cmd/agent
 	$(GO) test -run '^$$' -bench 'Discovery' -benchtime 5x ./cmd/agent
+	$(GO) test -run '^$$' -bench 'Fleet1000' -benchtime 1x ./cmd/agent
 	$(GO) test -run '^$$' -bench 'SchedulerJitter' -benchtime 100x ./sensors
 	$(GO) test -run '^$$' -bench 'Decode' -benchtime 1s ./sensors/i2cdev
 	$(GO) test -run '^$$' -bench 'Issue' -benchtime 20x ./pki
@@ -54,6 +55,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./agent/command
 	$(GO) test -run '^$$' -fuzz FuzzRewrite -fuzztime $(FUZZTIME) ./hostsfile
 	$(GO) test -run '^$$' -fuzz FuzzCandidates -fuzztime $(FUZZTIME) ./discovery
+	$(GO) test -run '^$$' -fuzz FuzzObserve -fuzztime $(FUZZTIME) ./agent/fleet
+	$(GO) test -run '^$$' -fuzz FuzzRender -fuzztime $(FUZZTIME) ./agent/brokerconf
 	$(GO) test -run '^$$' -fuzz FuzzLoadIndex -fuzztime $(FUZZTIME) ./pki
 	$(GO) test -run '^$$' -fuzz FuzzDecodeCSR -fuzztime $(FUZZTIME) ./pki/est
 	$(GO) test -run '^$$' -fuzz FuzzDecodeCerts -fuzztime $(FUZZTIME) ./pki/est

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/edgeagent/agent/agent/brokerconf"
@@ -49,7 +50,7 @@ func brokerConfigCmd(args []string, stdout, stderr io.Writer) int {
 	o.Key, o.SANs, o.Now = kt, sans, time.Now()
 	res, err := brokerconf.Write(o)
 	if err != nil {
-		fmt.Fprintf(stderr, "agent broker-config: %v\n", err)
+		fmt.Fprintf(stderr, "agent broker-config: %s\n", strings.TrimPrefix(err.Error(), "broker-config: ")) // the package names itself
 		if errors.Is(err, brokerconf.ErrInvalid) || errors.Is(err, brokerconf.ErrReissue) {
 			return ExitRefused
 		}
