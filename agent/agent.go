@@ -28,7 +28,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/eclipse/paho.golang/autopaho"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/edgeagent/agent/agent/config"
@@ -92,19 +91,20 @@ type Daemon struct {
 	broker   brokerAddr
 	pins     chan netip.Addr // to pinLoop
 
-	cm      *autopaho.ConnectionManager
-	queue   *cmdQueue
-	dedup   *dedup
-	up      chan context.Context // a connection came up: subscribe, announce (ctx ends with it)
-	link    link
-	actMu   sync.Mutex // orders actuator Set+state publish against the announce
-	flaps   flapBackoff
-	ha      haCollector
-	goodbye atomic.Bool // offline could not be published: disconnect so the broker sends the will
-	offline atomic.Bool // readings are being dropped because the link is down
-	dropped atomic.Uint64
-	refused refusals
-	attempt attemptState
+	cm         *mqttLink
+	queue      *cmdQueue
+	dedup      *dedup
+	up         chan context.Context // a connection came up: subscribe, announce (ctx ends with it)
+	link       link
+	actMu      sync.Mutex // orders actuator Set+state publish against the announce
+	flaps      flapBackoff
+	ha         haCollector
+	goodbye    atomic.Bool // offline could not be published: disconnect so the broker sends the will
+	offline    atomic.Bool // readings are being dropped because the link is down
+	dropped    atomic.Uint64
+	reconnects atomic.Uint64 // connections made (the first counts)
+	refused    refusals
+	attempt    attemptState
 }
 
 // New checks the config and credentials and builds the parts. Every error
@@ -212,11 +212,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	// The connection outlives ctx by the shutdown: offline must still go out.
 	connCtx, connCancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer connCancel()
-	cm, err := autopaho.NewConnection(connCtx, d.clientConfig())
-	if err != nil {
-		return fmt.Errorf("mqtt: %w", err)
-	}
+	cm := newMQTTLink(d)
 	d.cm = cm
+	go cm.run(connCtx)
 	d.log.Info("agent starting", "version", d.version, "role", d.cfg.Role, "broker", d.brokerLabel(),
 		"sensors", len(d.sensors), "actuators", len(d.actuators))
 
@@ -242,7 +240,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	g.Go(func() error {
 		// Sample only once connected: the first reading is then the first
 		// telemetry, not a drop.
-		if err := cm.AwaitConnection(gctx); err != nil {
+		if _, err := cm.await(gctx); err != nil {
 			return nil
 		}
 		sched := &sensors.Scheduler{Clock: d.env.Clock, Logger: d.log}
@@ -263,7 +261,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.log.Warn("could not publish offline on stop; asking the broker to publish the will", "err", err)
 	}
 	pcancel()
-	if err := cm.Disconnect(sctx); err != nil {
+	if err := cm.Disconnect(sctx, d.goodbye.Load()); err != nil {
 		d.log.Warn("disconnect did not finish in time", "err", err)
 	}
 	d.closeParts()

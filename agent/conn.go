@@ -5,15 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/edgeagent/agent/tlsclient"
@@ -80,78 +77,6 @@ func (d *Daemon) dialHost() string {
 		return d.cfg.Broker.Address
 	}
 	return d.cfg.Broker.Host
-}
-
-func (d *Daemon) clientConfig() autopaho.ClientConfig {
-	u := &url.URL{Scheme: "mqtts", Host: net.JoinHostPort(d.cfg.Broker.Host, strconv.Itoa(d.cfg.Broker.Port))}
-	return autopaho.ClientConfig{
-		ServerUrls:                    []*url.URL{u},
-		KeepAlive:                     uint16(d.cfg.MQTT.KeepAlive.Seconds()),
-		CleanStartOnInitialConnection: true,
-		SessionExpiryInterval:         sessionExpiry,
-		ConnectTimeout:                dialTimeout,
-		ReconnectBackoff: func(n int) time.Duration {
-			// autopaho counts attempts per outage; a connection that drops
-			// soon after it came up (two boards with one certificate taking
-			// the session from each other) continues the count instead.
-			n += d.flaps.count()
-			w := backoff(n, rand.Float64)
-			if n > 0 {
-				d.log.Info("retrying broker connection", "attempt", n+1, "in", w.Round(time.Millisecond))
-			}
-			return w
-		},
-		AttemptConnection: d.dial,
-		OnConnectionUp: func(_ *autopaho.ConnectionManager, _ *paho.Connack) {
-			d.attempt.reset()
-			d.flaps.up(d.now())
-			if d.offline.Swap(false) {
-				d.log.Info("connection restored", "dropped_offline", d.dropped.Load())
-			}
-			d.log.Info("connected", "broker", d.brokerLabel())
-			ctx := d.link.up()
-			// Only this callback sends; a pending signal is for a connection
-			// that is already gone, so replace it.
-			select {
-			case <-d.up:
-			default:
-			}
-			d.up <- ctx
-		},
-		OnConnectionDown: func() bool {
-			d.link.down()
-			d.flaps.down(d.now())
-			d.offline.Store(true)
-			d.log.Warn("connection lost; reconnecting", "broker", d.brokerLabel())
-			return true
-		},
-		OnConnectError: func(err error) {
-			d.log.Warn("broker connection failed", "broker", d.brokerLabel(), "cause", d.explainConnect(err))
-		},
-		ConnectPacketBuilder: func(cp *paho.Connect, _ *url.URL) (*paho.Connect, error) {
-			// A fresh will for each connection, so its ts is that session's.
-			payload, _ := json.Marshal(d.statusPayload("offline"))
-			cp.WillMessage = &paho.WillMessage{Retain: true, QoS: 1, Topic: d.topics.status, Payload: payload}
-			cp.WillProperties = &paho.WillProperties{}
-			return cp, nil
-		},
-		DisconnectPacketBuilder: func() *paho.Disconnect {
-			if d.goodbye.Load() {
-				return &paho.Disconnect{ReasonCode: 0x04} // disconnect with will message
-			}
-			return &paho.Disconnect{ReasonCode: 0}
-		},
-		ClientConfig: paho.ClientConfig{
-			ClientID:          d.id,
-			OnPublishReceived: []func(paho.PublishReceived) (bool, error){d.onPublish},
-			OnClientError: func(err error) {
-				d.log.Warn("connection error", "cause", tlsclient.Explain(err, d.cfg.Broker.Host))
-			},
-			OnServerDisconnect: func(p *paho.Disconnect) {
-				d.log.Warn("broker closed the session", "reason", fmt.Sprintf("0x%02x %s", p.ReasonCode, reasonString(p.Properties)))
-			},
-		},
-	}
 }
 
 func reasonString(p *paho.DisconnectProperties) string {
@@ -226,7 +151,7 @@ func (c *recConn) Write(p []byte) (int, error) {
 
 func (c *recConn) err() error { c.mu.Lock(); defer c.mu.Unlock(); return c.first }
 
-func (d *Daemon) dial(ctx context.Context, _ autopaho.ClientConfig, _ *url.URL) (net.Conn, error) {
+func (d *Daemon) dial(ctx context.Context) (net.Conn, error) {
 	d.attempt.reset()
 	var c net.Conn
 	var err error
@@ -245,9 +170,9 @@ func (d *Daemon) dial(ctx context.Context, _ autopaho.ClientConfig, _ *url.URL) 
 
 // explainConnect names the cause of a failed connection attempt.
 func (d *Daemon) explainConnect(err error) string {
-	var ce *autopaho.ConnackError
+	var ce *connackError
 	if errors.As(err, &ce) {
-		return connackHint(ce.ReasonCode, ce.Reason, d.id)
+		return connackHint(ce.code, ce.reason, d.id)
 	}
 	if rerr := d.attempt.readErr(); rerr != nil {
 		return tlsclient.Explain(rerr, d.cfg.Broker.Host)

@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/edgeagent/agent/agent/command"
@@ -350,7 +349,7 @@ func (d *Daemon) publishReading(ctx context.Context, r sensors.Reading) {
 	if err == nil || ctx.Err() != nil || errors.Is(err, errRefused) {
 		return // a refusal is logged by publish
 	}
-	if !errors.Is(err, autopaho.ConnectionDownError) {
+	if !errors.Is(err, errConnDown) {
 		// Timed out while connected: paho keeps it in the session and may
 		// still deliver it, so it is not counted as dropped.
 		d.log.Warn("telemetry publish not acknowledged in time", "sensor", r.Sensor, "err", err)

@@ -227,8 +227,7 @@ func TestEnrollAndRevoke(t *testing.T) {
 		t.Fatal(err)
 	}
 	master := startAgent(t, "run", "--config", masterConf)
-	master.waitFor(t, 10*time.Second, "serving enrollment")
-	master.waitFor(t, 10*time.Second, "msg=online")
+	master.logged(t, 10*time.Second, "serving enrollment", "msg=online")
 
 	token := strings.TrimSpace(mustCLI(t, "ca", "token", "--dir", caDir, "--id", "dev1"))
 	if !strings.HasPrefix(token, "dev1.") {

@@ -168,6 +168,26 @@ func startAgent(t testing.TB, args ...string) *proc {
 
 func (p *proc) stderr() string { p.mu.Lock(); defer p.mu.Unlock(); return p.log.String() }
 
+// logged waits until the log so far holds every want (in any lines, any
+// order); unlike waitFor it does not consume lines.
+func (p *proc) logged(t testing.TB, timeout time.Duration, want ...string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		s, all := p.stderr(), true
+		for _, w := range want {
+			all = all && strings.Contains(s, w)
+		}
+		if all {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("agent did not log %q within %v", want, timeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // waitFor returns the first log line containing all of want.
 func (p *proc) waitFor(t *testing.T, timeout time.Duration, want ...string) string {
 	t.Helper()
