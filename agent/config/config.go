@@ -47,6 +47,7 @@ type Config struct {
 	MQTT      MQTT       `toml:"mqtt"`
 	Advertise Advertise  `toml:"advertise"`
 	HA        HA         `toml:"homeassistant"`
+	Buffer    Buffer     `toml:"buffer"`
 	Enroll    Enroll     `toml:"enroll"`
 	CRL       CRL        `toml:"crl"`
 	Sensors   []Sensor   `toml:"sensor"`
@@ -87,6 +88,59 @@ type Advertise struct {
 	// advertise again after a DHCP change.
 	Refresh Duration `toml:"refresh"`
 }
+
+// Buffer is the store-and-forward log of telemetry.
+type Buffer struct {
+	// Dir keeps readings on disk until the broker has acknowledged them;
+	// "" keeps them in memory only (lost on restart).
+	Dir      string   `toml:"dir"`
+	MaxBytes ByteSize `toml:"max_bytes"`
+	Sync     string   `toml:"sync"` // "batch" (fsync at most every 100 ms), "always" or "never"
+}
+
+// ByteSize is a size written like "64MiB", "512KiB", "1GB" or a number of
+// bytes.
+type ByteSize int64
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (b *ByteSize) UnmarshalText(t []byte) error {
+	s := strings.TrimSpace(string(t))
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1000}, {"MB", 1000 * 1000}, {"GB", 1000 * 1000 * 1000}, {"B", 1}, {"", 1}}
+	for _, u := range units {
+		num, ok := strings.CutSuffix(s, u.suffix)
+		if !ok {
+			continue
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(num), 10, 64)
+		if err != nil || n < 0 || n > (1<<50)/u.mult {
+			break
+		}
+		*b = ByteSize(n * u.mult)
+		return nil
+	}
+	return fmt.Errorf("%q is not a size (write it like \"64MiB\", \"512KiB\" or \"1GB\")", t)
+}
+
+// UnmarshalTOML takes a size string or a plain TOML integer of bytes.
+func (b *ByteSize) UnmarshalTOML(v any) error {
+	switch v := v.(type) {
+	case string:
+		return b.UnmarshalText([]byte(v))
+	case int64:
+		if v < 0 {
+			return fmt.Errorf("%d is not a size", v)
+		}
+		*b = ByteSize(v)
+		return nil
+	}
+	return fmt.Errorf("%v is not a size (write it like \"64MiB\")", v)
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (b ByteSize) MarshalText() ([]byte, error) { return []byte(strconv.FormatInt(int64(b), 10)), nil }
 
 // Enroll is certificate enrollment and renewal (EST, RFC 7030).
 //
@@ -185,6 +239,8 @@ const (
 	DefaultDiscover  = 3 * time.Second
 	DefaultRefresh   = 30 * time.Second
 	DefaultCertDays  = 90
+	DefaultBufferMax = 64 << 20
+	MinBufferMax     = 64 << 10
 	DefaultESTPort   = 8443
 	DefaultCRLCheck  = time.Minute
 	DefaultPIDFile   = "/run/mosquitto/mosquitto.pid"
@@ -316,6 +372,12 @@ func (c *Config) applyDefaults() {
 	if !c.Broker.DiscoverTimeout.set {
 		c.Broker.DiscoverTimeout.Duration = DefaultDiscover
 	}
+	if c.Buffer.MaxBytes == 0 {
+		c.Buffer.MaxBytes = DefaultBufferMax
+	}
+	if c.Buffer.Sync == "" {
+		c.Buffer.Sync = "batch"
+	}
 	if c.Enroll.CertDays == 0 {
 		c.Enroll.CertDays = DefaultCertDays
 	}
@@ -444,6 +506,14 @@ func (c *Config) validate() error {
 	}
 	if ka := c.MQTT.KeepAlive.Duration; ka < 5*time.Second || ka > 65535*time.Second || ka%time.Second != 0 {
 		return fmt.Errorf("mqtt.keepalive %v: whole seconds between 5s and 65535s", ka)
+	}
+	switch c.Buffer.Sync {
+	case "batch", "always", "never":
+	default:
+		return fmt.Errorf("buffer.sync %q: use \"batch\" (fsync at most every 100 ms), \"always\" or \"never\"", c.Buffer.Sync)
+	}
+	if c.Buffer.MaxBytes < MinBufferMax {
+		return fmt.Errorf("buffer.max_bytes %d: at least %d (64KiB)", c.Buffer.MaxBytes, MinBufferMax)
 	}
 	if err := c.validateEnroll(); err != nil {
 		return err

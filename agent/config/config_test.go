@@ -109,7 +109,26 @@ var badCases = []struct {
 	{"enroll cert_days", "[broker]\nhost=\"b\"\n[enroll]\ncert_days=-1", "enroll.cert_days -1"},
 	{"enroll names", "[broker]\nhost=\"b\"\n[enroll]\nnames=[\"a b\"]", `enroll.names: "a b"`},
 	{"crl without ca_dir", "role=\"master\"\n[broker]\nhost=\"b\"\n[crl]\nfile=\"/etc/mosquitto/ca.crl\"", "crl.file \"/etc/mosquitto/ca.crl\" needs enroll.ca_dir"},
+	{"buffer sync", "[broker]\nhost=\"b\"\n[buffer]\nsync=\"sometimes\"", `buffer.sync "sometimes"`},
+	{"buffer size", "[broker]\nhost=\"b\"\n[buffer]\nmax_bytes=\"lots\"", `buffer.max_bytes: "lots" is not a size`},
+	{"buffer too small", "[broker]\nhost=\"b\"\n[buffer]\nmax_bytes=\"1KiB\"", "buffer.max_bytes 1024"},
 	{"crl check", "[broker]\nhost=\"b\"\n[crl]\ncheck=\"1ms\"", "crl.check 1ms"},
+}
+
+func TestBufferSizes(t *testing.T) {
+	for in, want := range map[string]int64{"64MiB": 64 << 20, "512KiB": 512 << 10, "1GB": 1e9, "65536": 65536, "100000B": 100000, "2 GiB": 2 << 30} {
+		c, err := Parse("a.toml", []byte("[broker]\nhost=\"b\"\n[buffer]\nmax_bytes=\""+in+"\"\n"))
+		if err != nil || int64(c.Buffer.MaxBytes) != want {
+			t.Errorf("max_bytes %q = %d, %v; want %d", in, c.Buffer.MaxBytes, err, want)
+		}
+	}
+	if c, err := Parse("a.toml", []byte("[broker]\nhost=\"b\"\n[buffer]\nmax_bytes=131072\n")); err != nil || c.Buffer.MaxBytes != 131072 {
+		t.Errorf("max_bytes as an integer: %v", err)
+	}
+	c, _ := Parse("a.toml", []byte("[broker]\nhost=\"b\"\n"))
+	if c.Buffer.MaxBytes != DefaultBufferMax || c.Buffer.Sync != "batch" || c.Buffer.Dir != "" {
+		t.Errorf("buffer defaults %+v", c.Buffer)
+	}
 }
 
 func TestEnrollDefaults(t *testing.T) {
