@@ -30,6 +30,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/edgeagent/agent/agent/buffer"
 	"github.com/edgeagent/agent/agent/config"
 	"github.com/edgeagent/agent/agent/fleet"
 	"github.com/edgeagent/agent/discovery"
@@ -100,8 +101,8 @@ type Daemon struct {
 	flaps      flapBackoff
 	ha         haCollector
 	goodbye    atomic.Bool // offline could not be published: disconnect so the broker sends the will
-	offline    atomic.Bool // readings are being dropped because the link is down
-	dropped    atomic.Uint64
+	buf        *buffer.Log // store and forward: every reading goes through it
+	lastErr    atomic.Pointer[string]
 	reconnects atomic.Uint64 // connections made (the first counts)
 	refused    refusals
 	attempt    attemptState
@@ -193,6 +194,10 @@ func New(o Options) (*Daemon, error) {
 		d.closeParts()
 		return nil, fmt.Errorf("%w: %w", ErrRefused, err)
 	}
+	if err := d.openBuffer(); err != nil {
+		d.closeParts()
+		return nil, fmt.Errorf("%w: %w", ErrRefused, err)
+	}
 	d.browser = o.Browser
 	if d.browser == nil {
 		d.browser = &discovery.MDNS{Interfaces: cfg.Broker.Interfaces, IPVersion: cfg.Broker.IPVersion, Logger: d.log}
@@ -222,6 +227,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	g.Go(func() error { return d.announceLoop(gctx) })
 	g.Go(func() error { return d.execLoop(gctx) })
 	g.Go(func() error { return d.pinLoop(gctx) })
+	g.Go(func() error { return d.sendLoop(gctx) })
+	g.Go(func() error { return d.healthLoop(gctx) })
 	if d.fleet != nil {
 		g.Go(func() error { return d.fleetLoop(gctx) })
 	}
@@ -238,12 +245,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 		g.Go(func() error { return d.advertiseLoop(gctx, d.cfg.Advertise.Refresh.Duration) })
 	}
 	g.Go(func() error {
-		// Sample only once connected: the first reading is then the first
-		// telemetry, not a drop.
-		if _, err := cm.await(gctx); err != nil {
-			return nil
-		}
-		sched := &sensors.Scheduler{Clock: d.env.Clock, Logger: d.log}
+		// Sampling starts at once, connected or not: readings wait in the
+		// buffer (a board often boots before its broker).
+		sched := &sensors.Scheduler{Clock: d.env.Clock, Logger: d.log, LastSeq: d.buf.LastSeq}
 		for _, s := range d.sensors {
 			sched.Add(s, d.intervals[s.Name()])
 		}
@@ -265,7 +269,15 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.log.Warn("disconnect did not finish in time", "err", err)
 	}
 	d.closeParts()
-	d.log.Info("agent stopped", "dropped_offline", d.dropped.Load())
+	if d.buf != nil {
+		st := d.buf.Stats()
+		if err := d.buf.Close(); err != nil {
+			d.log.Error("buffer not closed cleanly; unacknowledged readings are sent again at the next start", "err", err)
+		}
+		d.log.Info("agent stopped", "queue_depth", st.Depth, "dropped", st.Dropped)
+	} else {
+		d.log.Info("agent stopped")
+	}
 	if runErr != nil && !errors.Is(runErr, context.Canceled) {
 		return runErr
 	}
@@ -313,14 +325,38 @@ type status struct {
 	Version     string `json:"version"`
 	TS          string `json:"ts"`
 	CertExpires string `json:"cert_expires,omitempty"`
+	// Health: readings waiting in the buffer, readings dropped (buffer
+	// full) since start, connections made, the last error worth telling.
+	QueueDepth int    `json:"queue_depth"`
+	Dropped    uint64 `json:"dropped"`
+	Reconnects uint64 `json:"reconnects"`
+	LastError  string `json:"last_error,omitempty"`
 }
 
 func (d *Daemon) statusPayload(state string) status {
-	st := status{State: state, Role: d.cfg.Role, Version: d.version, TS: stamp(d.now())}
+	st := status{State: state, Role: d.cfg.Role, Version: d.version, TS: stamp(d.now()), Reconnects: d.reconnects.Load()}
 	if c := d.creds.Current(); c != nil && c.Cert.Leaf != nil {
 		st.CertExpires = c.Cert.Leaf.NotAfter.UTC().Format(time.RFC3339)
 	}
+	if d.buf != nil {
+		bs := d.buf.Stats()
+		st.QueueDepth, st.Dropped = bs.Depth, bs.Dropped
+		if bs.LastError != "" {
+			st.LastError = bs.LastError
+		}
+	}
+	if e := d.lastErr.Load(); e != nil && st.LastError == "" {
+		st.LastError = *e
+	}
 	return st
+}
+
+// setLastError remembers an error for the status's last_error.
+func (d *Daemon) setLastError(s string) {
+	if len(s) > 200 {
+		s = s[:200]
+	}
+	d.lastErr.Store(&s)
 }
 
 // openCA opens enroll.ca_dir on a master that serves enrollment or keeps

@@ -27,6 +27,10 @@ type statusMsg struct {
 	Version     string `json:"version"`
 	TS          string `json:"ts"`
 	CertExpires string `json:"cert_expires"`
+	QueueDepth  int    `json:"queue_depth"`
+	Dropped     uint64 `json:"dropped"`
+	Reconnects  uint64 `json:"reconnects"`
+	LastError   string `json:"last_error"`
 }
 
 // TestTelemetry checks what an independent subscriber sees: the shape of

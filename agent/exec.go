@@ -338,25 +338,3 @@ type sensorError struct {
 	Error  string `json:"error"`
 }
 
-// publishReading sends one reading. While the link is down readings are
-// dropped and counted (store-and-forward is the buffer's job, not this one's).
-func (d *Daemon) publishReading(ctx context.Context, r sensors.Reading) {
-	var msg any = telemetry{TS: stamp(r.TS), Sensor: r.Sensor, Type: r.Type, Seq: r.Seq, Values: r.Values}
-	if r.Err != nil {
-		msg = sensorError{TS: stamp(r.TS), Sensor: r.Sensor, Type: r.Type, Seq: r.Seq, Error: r.Err.Error()}
-	}
-	err := d.publishJSON(ctx, d.topics.telemetry(r.Sensor), msg, false, nil)
-	if err == nil || ctx.Err() != nil || errors.Is(err, errRefused) {
-		return // a refusal is logged by publish
-	}
-	if !errors.Is(err, errConnDown) {
-		// Timed out while connected: paho keeps it in the session and may
-		// still deliver it, so it is not counted as dropped.
-		d.log.Warn("telemetry publish not acknowledged in time", "sensor", r.Sensor, "err", err)
-		return
-	}
-	d.dropped.Add(1)
-	if !d.offline.Swap(true) {
-		d.log.Warn("telemetry dropped while the broker is unreachable", "sensor", r.Sensor, "err", err)
-	}
-}

@@ -83,7 +83,9 @@ func (m *mqttLink) run(ctx context.Context) {
 				return
 			}
 			attempt++
-			d.log.Warn("broker connection failed", "broker", d.brokerLabel(), "cause", d.explainConnect(err))
+			why := d.explainConnect(err)
+			d.setLastError(why)
+			d.log.Warn("broker connection failed", "broker", d.brokerLabel(), "cause", why)
 			continue
 		}
 		first, attempt = false, 0

@@ -27,6 +27,10 @@ type Scheduler struct {
 	Logger *slog.Logger
 	// MaxBackoff caps the retry delay of a failing sensor (0: 5 minutes).
 	MaxBackoff time.Duration
+	// LastSeq returns the last seq a sensor used before this run (a
+	// previous process's, kept by the store-and-forward log), so numbering
+	// continues with no reuse; nil starts every sensor at 1.
+	LastSeq func(sensor string) uint64
 
 	jobs []job
 }
@@ -41,7 +45,7 @@ type Reading struct {
 	TS     time.Time
 	Sensor string
 	Type   string
-	Seq    uint64 // this sensor's readings from 1, +1 each; a failure carries the number the reading would have had
+	Seq    uint64 // this sensor's readings from 1 (or LastSeq+1), +1 each; a failure carries the number the reading would have had
 	Values Values
 	Err    error // the read failed; Values is nil
 }
@@ -69,6 +73,9 @@ func (sc *Scheduler) Run(ctx context.Context, emit func(Reading)) error {
 	var wg sync.WaitGroup
 	for _, j := range sc.jobs {
 		r := &runner{j: j, clock: clock, log: log.With("sensor", j.s.Name()), emit: emit, maxBackoff: maxBackoff}
+		if sc.LastSeq != nil {
+			r.seq = sc.LastSeq(j.s.Name())
+		}
 		wg.Add(1)
 		go func() { defer wg.Done(); r.poll(ctx) }()
 		if w, ok := j.s.(Watcher); ok {

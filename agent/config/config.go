@@ -233,7 +233,7 @@ const (
 	DefaultPrefix    = "edge"
 	DefaultKeepAlive = 30 * time.Second
 	DefaultInterval  = time.Second
-	MinInterval      = 10 * time.Millisecond
+	MinInterval      = 5 * time.Millisecond
 	DefaultService   = "_secure-mqtt._tcp"
 	DefaultIPVersion = "both"
 	DefaultDiscover  = 3 * time.Second

@@ -443,3 +443,60 @@ ca_dir = %q
 		t.Errorf("openssl verify: %v %s", err, o)
 	}
 }
+
+// TestSilentLinkLoss: the broker's host stops answering without a word (its
+// interface goes down: no RST, no FIN). The agent notices within 1.5 ×
+// keepalive, keeps its readings on disk, and reconnects when the link heals.
+func TestSilentLinkLoss(t *testing.T) {
+	if err := netlab.Available(); err != nil {
+		t.Skipf("needs network namespaces (root, iproute2): %v", err)
+	}
+	fx := newFixture(t, false)
+	lab := netlab.New(t)
+	hostA := lab.AddHost("a", netip.MustParsePrefix("198.18.0.10/24"))
+	hostB := lab.AddHost("b", netip.MustParsePrefix("198.18.0.20/24"))
+	bc, err := fx.fleet.Issue("lab-broker", pki.Template{CN: brokertest.BrokerHost, DNSNames: []string{brokertest.BrokerHost}, Server: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	broker, err := fx.fleet.Start(fx.ctx, brokertest.Options{CertFile: bc.Cert, KeyFile: bc.Key, Listen: "198.18.0.10", Port: 8883,
+		Wrap: []string{"ip", "netns", "exec", hostA.NS}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(broker.Stop)
+	dev, err := fx.fleet.Device("dev1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const keepalive = 5 * time.Second
+	conf := filepath.Join(fx.dir, "dev1.toml")
+	text := strings.Replace(agentTOML(fx, dev, `address = "198.18.0.10"`, ""), "[tls]",
+		fmt.Sprintf("[mqtt]\nkeepalive = %q\n[buffer]\ndir = %q\n[enroll]\nrenew = false\n[tls]", keepalive, filepath.Join(fx.dir, "buf")), 1)
+	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	agent := hostB.Start(t, agentBin, "run", "--config", conf)
+	if _, err := agent.WaitOutput("msg=online", 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	down := time.Now()
+	if err := exec.Command("ip", "-n", hostA.NS, "link", "set", hostA.Iface, "down").Run(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := agent.WaitOutput("connection lost", keepalive*3/2); err != nil {
+		t.Fatalf("the silent loss was not noticed within 1.5 × keepalive (%v): %v", keepalive*3/2, err)
+	}
+	t.Logf("silent link loss noticed after %v (keepalive %v)", time.Since(down).Round(100*time.Millisecond), keepalive)
+	if err := exec.Command("ip", "-n", hostA.NS, "link", "set", hostA.Iface, "up").Run(); err != nil {
+		t.Fatal(err)
+	}
+	healed := time.Now()
+	for strings.Count(agent.Output(), "msg=connected") < 2 {
+		if time.Since(healed) > 30*time.Second {
+			t.Fatalf("no reconnection within 30s of the link healing:\n%s", agent.Output())
+		}
+		time.Sleep(50 * time.Millisecond) // polling the log, bounded
+	}
+	t.Logf("reconnected %v after the link healed", time.Since(healed).Round(100*time.Millisecond))
+}

@@ -52,6 +52,10 @@ type Options struct {
 	Port      int    // listen here (e.g. to restart a broker in place); 0 picks a free port
 	// Listen is the address to listen on ("" is 127.0.0.1).
 	Listen string
+	// PersistDir keeps sessions and queued messages there across restarts
+	// (saved after every change), for persistent-session subscribers that
+	// must not miss anything; "" keeps nothing.
+	PersistDir string
 	// Wrap runs the broker and clients through a command prefix, e.g.
 	// {"ip", "netns", "exec", "ns1"} to put them in a test's network
 	// namespace; readiness is then read from the broker's log (the test
@@ -118,7 +122,12 @@ func start(ctx context.Context, dir, ca, cert, key string, o Options) (*Broker, 
 			// cannot read a 0700 temp dir; stay root in tests.
 			conf.WriteString("user root\n")
 		}
-		fmt.Fprintf(&conf, "per_listener_settings false\npersistence false\nallow_anonymous false\n")
+		fmt.Fprintf(&conf, "per_listener_settings false\nallow_anonymous false\n")
+		if o.PersistDir != "" {
+			fmt.Fprintf(&conf, "persistence true\npersistence_location %s/\nautosave_interval 1\nautosave_on_changes true\n", o.PersistDir)
+		} else {
+			conf.WriteString("persistence false\n")
+		}
 		fmt.Fprintf(&conf, "log_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\nlog_type information\nconnection_messages true\n")
 		fmt.Fprintf(&conf, "set_tcp_nodelay %t\n", !o.KeepNagle)
 		fmt.Fprintf(&conf, "acl_file %s\n", aclPath)
@@ -199,6 +208,14 @@ func (b *Broker) Stop() {
 			_ = b.cmd.Process.Kill()
 			<-b.done
 		}
+	})
+}
+
+// Kill ends the broker with SIGKILL (no goodbye, no save) and waits for it.
+func (b *Broker) Kill() {
+	b.once.Do(func() {
+		_ = b.cmd.Process.Kill()
+		<-b.done
 	})
 }
 
