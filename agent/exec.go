@@ -337,4 +337,3 @@ type sensorError struct {
 	Seq    uint64 `json:"seq"`
 	Error  string `json:"error"`
 }
-
