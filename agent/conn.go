@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
@@ -105,15 +106,107 @@ func (a *attemptState) readErr() error {
 	return a.conn.err()
 }
 
-// recConn records the first read error of a connection. It is also the
-// sync.Locker paho takes around each packet write: paho writes a packet in
-// several Write calls, so without it concurrent publishes interleave and
-// the broker drops us for a malformed packet.
+// recConn records the first read error of a connection, and batches
+// writes. It is the sync.Locker paho takes around each packet write: paho
+// writes a packet in several Write calls (fixed header, variable header,
+// properties, payload), so without it concurrent publishes interleave and
+// the broker drops us for a malformed packet. While it is locked the parts
+// are gathered; Unlock queues the whole packet for a flusher goroutine, which
+// sends everything queued in one write. A packet waits at most for the
+// write in progress, and a backlog drains several packets to a TLS record
+// and a system call instead of four system calls a packet.
 type recConn struct {
 	net.Conn
-	sync.Mutex // held by paho while it writes one packet
-	mu         sync.Mutex
-	first      error
+	wmu       sync.Mutex  // held by paho while it writes one packet
+	gathering atomic.Bool // wmu is held: writes are gathered
+	pkt       []byte      // the packet being gathered (under wmu)
+
+	omu     sync.Mutex
+	outbox  []byte        // packets queued for the flusher (under omu)
+	werr    error         // the flusher's write error (under omu)
+	kick    chan struct{} // wakes the flusher
+	stop    chan struct{} // closed by Close
+	flushed chan struct{} // closed when the flusher has returned
+	once    sync.Once
+
+	mu    sync.Mutex
+	first error
+}
+
+func newRecConn(c net.Conn) *recConn {
+	rc := &recConn{Conn: c, kick: make(chan struct{}, 1), stop: make(chan struct{}), flushed: make(chan struct{})}
+	go rc.flusher()
+	return rc
+}
+
+// Lock starts gathering one packet.
+func (c *recConn) Lock() { c.wmu.Lock(); c.gathering.Store(true) }
+
+// Unlock queues the gathered packet.
+func (c *recConn) Unlock() {
+	c.gathering.Store(false)
+	if len(c.pkt) > 0 {
+		c.omu.Lock()
+		c.outbox = append(c.outbox, c.pkt...)
+		c.omu.Unlock()
+		c.pkt = c.pkt[:0]
+		if cap(c.pkt) > 64<<10 {
+			c.pkt = nil // do not keep a large payload's buffer
+		}
+		select {
+		case c.kick <- struct{}{}:
+		default:
+		}
+	}
+	c.wmu.Unlock()
+}
+
+func (c *recConn) flusher() {
+	defer close(c.flushed)
+	var buf []byte
+	for {
+		select {
+		case <-c.kick:
+		case <-c.stop:
+			c.flushOnce(&buf)
+			return
+		}
+		c.flushOnce(&buf)
+	}
+}
+
+// flushOnce writes what is queued, swapping buffers so Unlock never waits
+// for the network.
+func (c *recConn) flushOnce(buf *[]byte) {
+	c.omu.Lock()
+	out := c.outbox
+	c.outbox = (*buf)[:0]
+	c.omu.Unlock()
+	if len(out) == 0 {
+		*buf = out
+		return
+	}
+	if _, err := c.write(out); err != nil {
+		c.omu.Lock()
+		if c.werr == nil {
+			c.werr = err
+		}
+		c.omu.Unlock()
+	}
+	if cap(out) > 1<<20 {
+		out = nil
+	}
+	*buf = out
+}
+
+// Close sends what is queued (a DISCONNECT, say), then closes.
+func (c *recConn) Close() error {
+	c.once.Do(func() { close(c.stop) })
+	select {
+	case <-c.flushed:
+	case <-time.After(time.Second):
+	}
+	return c.Conn.Close()
 }
 
 func (c *recConn) Read(p []byte) (int, error) {
@@ -128,11 +221,36 @@ func (c *recConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// Write records a failed write too. Under TLS 1.3 the broker's refusal of
+// Write gathers a packet's parts while paho holds the lock (paho writes
+// every packet that way: ControlPacket.WriteTo takes a sync.Locker conn's
+// lock); a write without the lock is queued whole.
+func (c *recConn) Write(p []byte) (int, error) {
+	c.omu.Lock()
+	err := c.werr
+	c.omu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	if !c.gathering.Load() {
+		// Queued like a packet, so it cannot overtake one.
+		c.omu.Lock()
+		c.outbox = append(c.outbox, p...)
+		c.omu.Unlock()
+		select {
+		case c.kick <- struct{}{}:
+		default:
+		}
+		return len(p), nil
+	}
+	c.pkt = append(c.pkt, p...)
+	return len(p), nil
+}
+
+// write records a failed write too. Under TLS 1.3 the broker's refusal of
 // our certificate can reset the connection before paho reads anything: the
 // CONNECT write fails with "connection reset", and the alert that says why
 // still sits in the receive buffer. A short read fetches it.
-func (c *recConn) Write(p []byte) (int, error) {
+func (c *recConn) write(p []byte) (int, error) {
 	n, err := c.Conn.Write(p)
 	if err != nil {
 		c.mu.Lock()
@@ -163,7 +281,7 @@ func (d *Daemon) dial(ctx context.Context) (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	rc := &recConn{Conn: c}
+	rc := newRecConn(c)
 	d.attempt.set(rc)
 	return rc, nil
 }

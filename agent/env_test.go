@@ -19,14 +19,14 @@ import (
 // PKI, and independent mosquitto_sub/pub clients: "monitor" reads all, "ops"
 // sends commands.
 type env struct {
-	t        *testing.T
+	t        testing.TB
 	ctx      context.Context
 	fleet    *brokertest.Fleet
 	broker   *brokertest.Broker
 	mon, ops *brokertest.Client
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	if err := brokertest.Available(); err != nil {
 		t.Skip(err)

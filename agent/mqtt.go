@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"sync"
@@ -266,10 +267,24 @@ type ackSession struct {
 	session.SessionManager
 	mu   sync.Mutex
 	want map[*byte]func(code byte, acked bool)
+	// lost is closed when the broker starts a new session: paho then drops
+	// the packets in flight without a word, and their waiters must end.
+	lost chan struct{}
 }
 
 func newAckSession(inner session.SessionManager) *ackSession {
-	return &ackSession{SessionManager: inner, want: map[*byte]func(byte, bool){}}
+	return &ackSession{SessionManager: inner, want: map[*byte]func(byte, bool){}, lost: make(chan struct{})}
+}
+
+// ConAckReceived ends the waits of the packets a new session discards.
+func (s *ackSession) ConAckReceived(w io.Writer, cp *packets.Connect, ca *packets.Connack) error {
+	if !ca.SessionPresent {
+		s.mu.Lock()
+		close(s.lost)
+		s.lost = make(chan struct{})
+		s.mu.Unlock()
+	}
+	return s.SessionManager.ConAckReceived(w, cp, ca)
 }
 
 // expect registers payload; done is called once with the outcome.
@@ -295,6 +310,7 @@ func (s *ackSession) AddToSession(ctx context.Context, p session.Packet, resp ch
 	s.mu.Lock()
 	done := s.want[key]
 	delete(s.want, key)
+	lost := s.lost
 	s.mu.Unlock()
 	if done == nil {
 		return s.SessionManager.AddToSession(ctx, p, resp)
@@ -305,7 +321,13 @@ func (s *ackSession) AddToSession(ctx context.Context, p session.Packet, resp ch
 		return err
 	}
 	go func() {
-		cp := <-mid
+		var cp packets.ControlPacket
+		select {
+		case cp = <-mid:
+		case <-lost:
+			done(0, false)
+			return
+		}
 		select {
 		case resp <- cp: // paho's own waiter (none for AsyncSend; resp is buffered)
 		default:
