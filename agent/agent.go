@@ -103,6 +103,8 @@ type Daemon struct {
 	goodbye    atomic.Bool // offline could not be published: disconnect so the broker sends the will
 	buf        *buffer.Log // store and forward: every reading goes through it
 	lastErr    atomic.Pointer[string]
+	trim       sync.Once
+	backlog    backlogTracker
 	reconnects atomic.Uint64 // connections made (the first counts)
 	refused    refusals
 	attempt    attemptState
@@ -315,6 +317,8 @@ func (d *Daemon) announceLoop(ctx context.Context) error {
 		}
 		if err := d.publishJSON(lctx, d.topics.status, d.statusPayload("online"), true, nil); err == nil {
 			d.log.Info("online", "status", d.topics.status)
+			// Start-up is over; a backlog drains in the first seconds.
+			d.trim.Do(func() { time.AfterFunc(trimAfter, trimBinaryPages) })
 		}
 	}
 }

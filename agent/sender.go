@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
@@ -75,6 +76,10 @@ func (d *Daemon) sendLoop(ctx context.Context) error {
 // it as readings are appended, until ctx ends or a send fails.
 func (d *Daemon) drain(ctx context.Context, cli *paho.Client) error {
 	next := d.buf.FirstUnacked()
+	if n := d.buf.Stats().Depth; n >= backlogReport {
+		d.backlog.start(n, time.Now())
+		d.log.Info("sending the readings kept while the broker was away", "readings", n)
+	}
 	for {
 		entries, err := d.buf.Read(next, readBatch)
 		if err != nil {
@@ -124,7 +129,39 @@ func (d *Daemon) settle(off uint64, topic string, code byte, acked bool) {
 		d.setLastError(fmt.Sprintf("broker refused %s: %s", topic, why))
 	default:
 		d.buf.Ack(off)
+		if n, took, ok := d.backlog.check(d.buf, time.Now()); ok {
+			d.log.Info("backlog delivered", "readings", n, "took", took.Round(time.Millisecond),
+				"per_second", int(float64(n)/took.Seconds()))
+		}
 	}
+}
+
+// backlogReport is the backlog size from which its delivery is logged.
+const backlogReport = 1000
+
+// backlogTracker times the delivery of a backlog found at a connection.
+type backlogTracker struct {
+	mu     sync.Mutex
+	active bool
+	n      int
+	since  time.Time
+}
+
+func (b *backlogTracker) start(n int, now time.Time) {
+	b.mu.Lock()
+	b.active, b.n, b.since = true, n, now
+	b.mu.Unlock()
+}
+
+// check reports the backlog delivered once the log is empty.
+func (b *backlogTracker) check(l *buffer.Log, now time.Time) (int, time.Duration, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.active || l.Stats().Depth > 0 {
+		return 0, 0, false
+	}
+	b.active = false
+	return b.n, now.Sub(b.since), true
 }
 
 // openBuffer opens buffer.dir (memory only when unset).

@@ -115,7 +115,7 @@ func TestCPUModel(t *testing.T) {
 func TestMarkdown(t *testing.T) {
 	r := &Report{Machine: "Benchmarks of today."}
 	r.add(Row{Measure: mSizeAMD64, Agent: "9 MiB", Reference: "—", Goal: "—", Verdict: "info"})
-	r.add(failed(mDrainFirst, "agent: 3 of 20000 readings\nagent log: …"))
+	r.add(failed(mDrainAcked, "agent: 3 of 20000 readings\nagent log: …"))
 	r.skipRest("interrupted")
 	got := r.Markdown()
 	lines := strings.Split(strings.TrimSpace(got), "\n")
@@ -125,7 +125,7 @@ func TestMarkdown(t *testing.T) {
 	if n := len(lines) - 4; n != len(order) {
 		t.Errorf("%d rows, want %d:\n%s", n, len(order), got)
 	}
-	if !strings.HasPrefix(lines[4], "| "+mDrainFirst+" ") || !strings.Contains(lines[4], "FAILED: agent: 3 of 20000 readings |") {
+	if !strings.HasPrefix(lines[4], "| "+mDrainAcked+" ") || !strings.Contains(lines[4], "FAILED: agent: 3 of 20000 readings |") {
 		t.Errorf("first row = %q, want the failed drain on one line", lines[4])
 	}
 	if !strings.Contains(got, "| "+mSizeAMD64+" | 9 MiB |") || !strings.Contains(got, "skipped: interrupted") {
