@@ -38,7 +38,9 @@ test: deps vet
 	$(GO) test -race -count=1 -timeout 15m ./...
 
 # Figures beside their references (mosquitto_pub, mosquitto_sub, the broker alone).
+# agent-bench prints the suite's table and writes it to docs/bench.md (the README links it).
 bench: deps
+	$(GO) run ./cmd/agent-bench -out docs/bench.md
 	$(GO) test -run '^$$' -bench 'StartToFirstTelemetry' -benchtime 20x ./cmd/agent
 	$(GO) test -run '^$$' -bench 'CommandRoundTrip' -benchtime 1000x ./cmd/agent
 	$(GO) test -run '^$$' -bench 'SteadyRSS' -benchtime 1x ./cmd/agent
@@ -46,6 +48,9 @@ bench: deps
 	$(GO) test -run '^$$' -bench 'Fleet1000' -benchtime 1x ./cmd/agent
 	$(GO) test -run '^$$' -bench 'SchedulerJitter' -benchtime 100x ./sensors
 	$(GO) test -run '^$$' -bench 'Decode' -benchtime 1s ./sensors/i2cdev
+	$(GO) test -run '^$$' -bench 'Append|Read' -benchtime 1s ./agent/buffer
+	$(GO) test -run '^$$' -bench 'Drain|EncodeReading' -benchtime 3x ./agent
+	$(GO) test -run '^$$' -bench 'Decode' -benchtime 1s ./agent/command
 	$(GO) test -run '^$$' -bench 'Issue' -benchtime 20x ./pki
 	$(GO) test -run '^$$' -bench 'EnrollRoundTrip' -benchtime 20x ./agent/enroll
 	$(GO) test -run '^$$' -bench 'Handshake|ClientCrypto' -benchtime 200x ./tlsclient
@@ -55,6 +60,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./agent/command
 	$(GO) test -run '^$$' -fuzz FuzzRewrite -fuzztime $(FUZZTIME) ./hostsfile
 	$(GO) test -run '^$$' -fuzz FuzzCandidates -fuzztime $(FUZZTIME) ./discovery
+	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./agent/buffer
+	$(GO) test -run '^$$' -fuzz FuzzScanSegment -fuzztime $(FUZZTIME) ./agent/buffer
 	$(GO) test -run '^$$' -fuzz FuzzObserve -fuzztime $(FUZZTIME) ./agent/fleet
 	$(GO) test -run '^$$' -fuzz FuzzRender -fuzztime $(FUZZTIME) ./agent/brokerconf
 	$(GO) test -run '^$$' -fuzz FuzzLoadIndex -fuzztime $(FUZZTIME) ./pki

@@ -138,3 +138,14 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkDecode is the hot path of every command: a set with an expiry.
+func BenchmarkDecode(b *testing.B) {
+	payload := []byte(`{"id":"c1","action":"set","args":{"actuator":"relay1","value":true},"expires":"2030-01-01T00:00:00Z"}`)
+	b.SetBytes(int64(len(payload)))
+	for b.Loop() {
+		if _, err := Decode(payload); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
