@@ -40,7 +40,7 @@ test: deps vet
 # Figures beside their references (mosquitto_pub, mosquitto_sub, the broker alone).
 # agent-bench prints the suite's table and writes it to docs/bench.md (the README links it).
 bench: deps
-	$(GO) run ./cmd/agent-bench -out docs/bench.md
+	$(GO) run ./cmd/agent-bench -out docs/bench.md -readme README.md
 	$(GO) test -run '^$$' -bench 'StartToFirstTelemetry' -benchtime 20x ./cmd/agent
 	$(GO) test -run '^$$' -bench 'CommandRoundTrip' -benchtime 1000x ./cmd/agent
 	$(GO) test -run '^$$' -bench 'SteadyRSS' -benchtime 1x ./cmd/agent

@@ -31,6 +31,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/edgeagent/agent/internal/atomicfile"
@@ -67,6 +68,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			"and prints a markdown table. Takes about 2 minutes (the steady window is 60 s).\n\n")
 		fs.PrintDefaults()
 	}
+	readme := fs.String("readme", "", "also put the table between the bench markers of this file (README.md)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -97,8 +99,34 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				err = errors.Join(err, fmt.Errorf("write %s: %w", o.Out, werr))
 			}
 		}
+		if *readme != "" {
+			if werr := replaceBlock(*readme, text); werr != nil {
+				err = errors.Join(err, werr)
+			}
+		}
 	}
 	return err
+}
+
+// Markers of the block replaceBlock rewrites (the README's latest table).
+const (
+	blockStart = "<!-- bench:start -->"
+	blockEnd   = "<!-- bench:end -->"
+)
+
+// replaceBlock puts text between the markers in path.
+func replaceBlock(path, text string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	s := string(data)
+	i, j := strings.Index(s, blockStart), strings.Index(s, blockEnd)
+	if i < 0 || j < i {
+		return fmt.Errorf("%s: no %s … %s block to put the table in", path, blockStart, blockEnd)
+	}
+	s = s[:i+len(blockStart)] + "\n" + text + s[j:]
+	return atomicfile.WriteFile(path, []byte(s), 0o644)
 }
 
 // Measure runs every measure and returns the report, with an error that
