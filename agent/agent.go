@@ -57,6 +57,10 @@ type Options struct {
 	// Browser finds the broker when broker.discover is set; nil is mDNS
 	// on broker.interfaces.
 	Browser discovery.Browser
+	// GCPercent, when set, is the garbage collector's target in steady
+	// state (a board's small live heap: 20 keeps RSS low); while a backlog
+	// drains the default 100 is used, since a drain allocates fast.
+	GCPercent int
 	// Hardware is what sensor and actuator kinds use (buses, pins, /sys);
 	// nil is this machine's (periph.io host drivers, /sys, /proc).
 	Hardware *sensors.Env
@@ -105,6 +109,8 @@ type Daemon struct {
 	lastErr    atomic.Pointer[string]
 	trim       sync.Once
 	backlog    backlogTracker
+	gcPercent  int
+	window     *sendWindow
 	reconnects atomic.Uint64 // connections made (the first counts)
 	refused    refusals
 	attempt    attemptState
@@ -120,7 +126,7 @@ func New(o Options) (*Daemon, error) {
 	d := &Daemon{
 		cfg: cfg, log: o.Logger, now: o.Now, version: o.Version, stopTO: o.ShutdownTimeout,
 		sensorBy: map[string]sensors.Sensor{}, intervals: map[string]time.Duration{}, actBy: map[string]sensors.Actuator{},
-		queue: newCmdQueue(maxQueued), pins: make(chan netip.Addr, 1), dedup: newDedup(dedupSize), up: make(chan context.Context, 1),
+		queue: newCmdQueue(maxQueued), window: newSendWindow(), pins: make(chan netip.Addr, 1), dedup: newDedup(dedupSize), up: make(chan context.Context, 1),
 	}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
@@ -128,6 +134,7 @@ func New(o Options) (*Daemon, error) {
 	if d.now == nil {
 		d.now = time.Now
 	}
+	d.gcPercent = o.GCPercent
 	if d.stopTO == 0 {
 		d.stopTO = 1500 * time.Millisecond
 	}

@@ -46,6 +46,7 @@ type mqttLink struct {
 
 	mu    sync.Mutex
 	cli   *paho.Client
+	rmax  uint16        // the connection's Receive Maximum (0: not given)
 	ready chan struct{} // closed while a connection is up; replaced when it goes down
 	stop  bool
 	done  chan struct{} // closed when run returns
@@ -58,6 +59,7 @@ func newMQTTLink(d *Daemon) *mqttLink {
 // run connects and reconnects until ctx ends or Disconnect is called.
 func (m *mqttLink) run(ctx context.Context) {
 	defer close(m.done)
+	defer m.sess.close()
 	d := m.d
 	first := true
 	attempt := 0
@@ -78,7 +80,7 @@ func (m *mqttLink) run(ctx context.Context) {
 		if m.stopping() || ctx.Err() != nil {
 			return
 		}
-		cli, err := m.connect(ctx, first)
+		cli, rmax, err := m.connect(ctx, first)
 		if err != nil {
 			if ctx.Err() != nil || m.stopping() {
 				return
@@ -91,7 +93,7 @@ func (m *mqttLink) run(ctx context.Context) {
 		}
 		first, attempt = false, 0
 		m.mu.Lock()
-		m.cli = cli
+		m.cli, m.rmax = cli, rmax
 		close(m.ready)
 		m.mu.Unlock()
 		m.up()
@@ -116,13 +118,13 @@ func (m *mqttLink) stopping() bool { m.mu.Lock(); defer m.mu.Unlock(); return m.
 // connect dials and sends CONNECT: clean start on the process's first
 // connection only, so the session (and commands queued in it during a
 // short outage) survives a reconnect.
-func (m *mqttLink) connect(ctx context.Context, first bool) (*paho.Client, error) {
+func (m *mqttLink) connect(ctx context.Context, first bool) (*paho.Client, uint16, error) {
 	d := m.d
 	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
 	defer cancel()
 	conn, err := d.dial(dctx)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	cli := paho.NewClient(paho.ClientConfig{
 		ClientID:          d.id,
@@ -155,11 +157,22 @@ func (m *mqttLink) connect(ctx context.Context, first bool) (*paho.Client, error
 			if ca.Properties != nil {
 				reason = ca.Properties.ReasonString
 			}
-			return nil, &connackError{code: ca.ReasonCode, reason: reason}
+			return nil, 0, &connackError{code: ca.ReasonCode, reason: reason}
 		}
-		return nil, err
+		return nil, 0, err
 	}
-	return cli, nil
+	var rmax uint16
+	if ca.Properties != nil && ca.Properties.ReceiveMaximum != nil {
+		rmax = *ca.Properties.ReceiveMaximum
+	}
+	return cli, rmax, nil
+}
+
+// receiveMax is the current connection's Receive Maximum (0: not given).
+func (m *mqttLink) receiveMax() uint16 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.rmax
 }
 
 func (m *mqttLink) up() {
@@ -262,27 +275,71 @@ func (m *mqttLink) Disconnect(ctx context.Context, withWill bool) error {
 // telemetry the sender registers (by its payload's backing array, which
 // paho passes through untouched), it reports the broker's PUBACK reason
 // code, or that the packet left the session unacknowledged (a new session
-// on reconnect).
+// on reconnect). Every registered packet shares one response channel, read
+// by one collector goroutine that maps the PUBACK's packet identifier back
+// to the waiter: no goroutine or channel per reading.
 type ackSession struct {
 	session.SessionManager
 	mu   sync.Mutex
-	want map[*byte]func(code byte, acked bool)
-	// lost is closed when the broker starts a new session: paho then drops
-	// the packets in flight without a word, and their waiters must end.
-	lost chan struct{}
+	want map[*byte]func(code byte, acked bool)    // registered, not yet in the session
+	byID map[uint16][]func(code byte, acked bool) // in the session, by packet identifier (FIFO: an identifier is reused only after its PUBACK)
+	acks chan packets.ControlPacket
+	stop chan struct{}
 }
 
 func newAckSession(inner session.SessionManager) *ackSession {
-	return &ackSession{SessionManager: inner, want: map[*byte]func(byte, bool){}, lost: make(chan struct{})}
+	s := &ackSession{SessionManager: inner, want: map[*byte]func(byte, bool){}, byID: map[uint16][]func(byte, bool){},
+		acks: make(chan packets.ControlPacket, 1024), stop: make(chan struct{})}
+	go s.collect()
+	return s
 }
 
-// ConAckReceived ends the waits of the packets a new session discards.
+// close ends the collector, once the client is gone.
+func (s *ackSession) close() { close(s.stop) }
+
+func (s *ackSession) collect() {
+	for {
+		var cp packets.ControlPacket
+		select {
+		case cp = <-s.acks:
+		case <-s.stop:
+			return
+		}
+		pa, ok := cp.Content.(*packets.Puback)
+		if !ok || cp.Type != packets.PUBACK {
+			continue // a shutdown's empty packet: the records stay in the log
+		}
+		s.mu.Lock()
+		q := s.byID[pa.PacketID]
+		var done func(byte, bool)
+		if len(q) > 0 {
+			done = q[0]
+			if len(q) == 1 {
+				delete(s.byID, pa.PacketID)
+			} else {
+				s.byID[pa.PacketID] = q[1:]
+			}
+		}
+		s.mu.Unlock()
+		if done != nil {
+			done(pa.ReasonCode, true)
+		}
+	}
+}
+
+// ConAckReceived settles as unacknowledged the packets a new session
+// discards (paho drops them without a word).
 func (s *ackSession) ConAckReceived(w io.Writer, cp *packets.Connect, ca *packets.Connack) error {
 	if !ca.SessionPresent {
 		s.mu.Lock()
-		close(s.lost)
-		s.lost = make(chan struct{})
+		pending := s.byID
+		s.byID = map[uint16][]func(byte, bool){}
 		s.mu.Unlock()
+		for _, q := range pending {
+			for _, done := range q {
+				done(0, false)
+			}
+		}
 	}
 	return s.SessionManager.ConAckReceived(w, cp, ca)
 }
@@ -310,34 +367,18 @@ func (s *ackSession) AddToSession(ctx context.Context, p session.Packet, resp ch
 	s.mu.Lock()
 	done := s.want[key]
 	delete(s.want, key)
-	lost := s.lost
 	s.mu.Unlock()
 	if done == nil {
 		return s.SessionManager.AddToSession(ctx, p, resp)
 	}
-	mid := make(chan packets.ControlPacket, 1)
-	if err := s.SessionManager.AddToSession(ctx, p, mid); err != nil {
+	// The sender publishes with AsyncSend: nobody waits on resp.
+	if err := s.SessionManager.AddToSession(ctx, p, s.acks); err != nil {
 		done(0, false)
 		return err
 	}
-	go func() {
-		var cp packets.ControlPacket
-		select {
-		case cp = <-mid:
-		case <-lost:
-			done(0, false)
-			return
-		}
-		select {
-		case resp <- cp: // paho's own waiter (none for AsyncSend; resp is buffered)
-		default:
-		}
-		if pa, ok := cp.Content.(*packets.Puback); ok && cp.Type == packets.PUBACK {
-			done(pa.ReasonCode, true)
-			return
-		}
-		done(0, false)
-	}()
+	s.mu.Lock()
+	s.byID[pb.PacketID] = append(s.byID[pb.PacketID], done)
+	s.mu.Unlock()
 	return nil
 }
 

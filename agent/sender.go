@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -58,6 +59,8 @@ func (d *Daemon) sendLoop(ctx context.Context) error {
 			case <-lctx.Done():
 			}
 		}()
+		d.window.reset()
+		d.window.setSize(int(d.cm.receiveMax()))
 		err = d.drain(lctx, cli)
 		cancel()
 		if ctx.Err() != nil {
@@ -78,6 +81,9 @@ func (d *Daemon) drain(ctx context.Context, cli *paho.Client) error {
 	next := d.buf.FirstUnacked()
 	if n := d.buf.Stats().Depth; n >= backlogReport {
 		d.backlog.start(n, time.Now())
+		if d.gcPercent > 0 {
+			debug.SetGCPercent(100) // until delivered: a drain allocates fast
+		}
 		d.log.Info("sending the readings kept while the broker was away", "readings", n)
 	}
 	for {
@@ -98,12 +104,19 @@ func (d *Daemon) drain(ctx context.Context, cli *paho.Client) error {
 			if len(payload) == 0 {
 				payload = []byte("{}") // never: readings are JSON objects
 			}
-			d.cm.sess.expect(payload, func(code byte, acked bool) { d.settle(off, topic, code, acked) })
+			if err := d.window.acquire(ctx); err != nil {
+				return err
+			}
+			d.cm.sess.expect(payload, func(code byte, acked bool) {
+				d.window.release()
+				d.settle(off, topic, code, acked)
+			})
 			_, err := cli.PublishWithOptions(ctx, &paho.Publish{QoS: 1, Topic: topic, Payload: payload},
 				paho.PublishOptions{Method: paho.PublishMethod_AsyncSend})
 			if err != nil {
 				if !errors.Is(err, paho.ErrNetworkErrorAfterStored) {
 					d.cm.sess.forget(payload)
+					d.window.release()
 				}
 				return err
 			}
@@ -130,10 +143,85 @@ func (d *Daemon) settle(off uint64, topic string, code byte, acked bool) {
 	default:
 		d.buf.Ack(off)
 		if n, took, ok := d.backlog.check(d.buf, time.Now()); ok {
+			if d.gcPercent > 0 {
+				debug.SetGCPercent(d.gcPercent)
+			}
 			d.log.Info("backlog delivered", "readings", n, "took", took.Round(time.Millisecond),
 				"per_second", int(float64(n)/took.Seconds()))
 		}
 	}
+}
+
+// sendWindow paces the sender in half-windows: once the window of
+// unacknowledged readings is full, it waits until half of it is
+// acknowledged and then sends the next half back to back. The flusher
+// then carries them in one TLS record and one write, and the broker reads
+// them in one go, instead of one packet per PUBACK at the window's edge.
+type sendWindow struct {
+	mu       sync.Mutex
+	size     int // the window (the broker's Receive Maximum, at most maxWindow)
+	inflight int
+	refill   bool          // full: wait for half to drain
+	wake     chan struct{} // a release happened
+}
+
+const maxWindow = 64
+
+func newSendWindow() *sendWindow { return &sendWindow{size: 20, wake: make(chan struct{}, 1)} }
+
+// setSize takes the connection's Receive Maximum (0: unknown, 20).
+func (w *sendWindow) setSize(n int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	switch {
+	case n <= 0:
+		w.size = 20
+	default:
+		w.size = min(n, maxWindow)
+	}
+}
+
+func (w *sendWindow) acquire(ctx context.Context) error {
+	for {
+		w.mu.Lock()
+		if w.refill && w.inflight <= w.size/2 {
+			w.refill = false
+		}
+		if !w.refill && w.inflight < w.size {
+			w.inflight++
+			if w.inflight == w.size {
+				w.refill = true
+			}
+			w.mu.Unlock()
+			return nil
+		}
+		w.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-w.wake:
+		}
+	}
+}
+
+func (w *sendWindow) release() {
+	w.mu.Lock()
+	if w.inflight > 0 {
+		w.inflight--
+	}
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// reset forgets what was in flight on a connection that is gone (its
+// packets are settled as unacknowledged, or resent by the session).
+func (w *sendWindow) reset() {
+	w.mu.Lock()
+	w.inflight, w.refill = 0, false
+	w.mu.Unlock()
 }
 
 // backlogReport is the backlog size from which its delivery is logged.

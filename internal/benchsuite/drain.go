@@ -16,7 +16,7 @@ const drainTopic = "edge/dev1/telemetry/sim1"
 
 // sinkTopic has no subscriber: the acknowledged-drain runs measure the
 // sender and the broker's intake, not its fan-out.
-const sinkTopic = "edge/dev1/telemetry/sink"
+const sinkTopic = "edge/dev1/sink" // outside the subscriber's edge/dev1/telemetry/#
 
 // payloadBase is when the backlog's readings were taken (one each 200 ms).
 var payloadBase = time.Date(2026, 11, 23, 8, 0, 0, 0, time.UTC)

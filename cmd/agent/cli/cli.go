@@ -110,18 +110,21 @@ func run(ctx context.Context, args []string, stderr io.Writer, version string) i
 		return ExitRefused
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv}))
+	gc := 0
 	if os.Getenv("GOGC") == "" {
 		// The daemon's live heap is a few hundred KiB; at Go's default the
 		// heap grows to 4 MiB of garbage between collections, which on a
 		// board is most of the agent's memory. Collecting at +20% keeps
-		// it small for a negligible CPU cost (GOGC overrides).
-		debug.SetGCPercent(20)
+		// it small for a negligible CPU cost (GOGC overrides; a backlog
+		// drains at the default).
+		gc = 20
+		debug.SetGCPercent(gc)
 	}
 	cfg, err := config.LoadRole(*path, *role)
 	if err != nil {
 		return refuse(stderr, err)
 	}
-	d, err := agent.New(agent.Options{Config: cfg, Version: version, Logger: log})
+	d, err := agent.New(agent.Options{Config: cfg, Version: version, Logger: log, GCPercent: gc})
 	if err != nil {
 		return refuse(stderr, err)
 	}
