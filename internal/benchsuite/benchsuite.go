@@ -187,7 +187,7 @@ func (s *suite) fail(measure string, err error) {
 
 // withBroker runs the measures that need Mosquitto.
 func (s *suite) withBroker(ctx context.Context) {
-	names := []string{mDrainAcked, mDrainFirst, mDrainStart, mPeakRSS, mStart, mRTT50, mRTT99, mSteadyRSS, mSteadyCPU}
+	names := []string{mDrainAcked, mCeiling, mDrainFirst, mDrainStart, mPeakRSS, mStart, mRTT50, mRTT99, mSteadyRSS, mSteadyCPU}
 	skipAll := func(why string) {
 		for _, n := range names {
 			s.rep.add(skipped(n, why))

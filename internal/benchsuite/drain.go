@@ -128,15 +128,38 @@ func (s *suite) ackedAgent(ctx context.Context, e *env, run int) (time.Duration,
 	return t.Sub(p.started), nil
 }
 
+// ceiling times two mosquitto_pub -l in parallel (two sink topics) and
+// returns their aggregate rate: what the broker takes in at most, here.
+func (s *suite) ceiling(ctx context.Context, e *env, lines string) (float64, error) {
+	start := time.Now()
+	errc := make(chan error, 2)
+	for i, topic := range []string{sinkTopic, sinkTopic + "2"} {
+		go func() {
+			_, err := s.ackedPubTopic(ctx, e, lines, 100+i, topic)
+			errc <- err
+		}()
+	}
+	for range 2 {
+		if err := <-errc; err != nil {
+			return 0, err
+		}
+	}
+	return 2 * Backlog / time.Since(start).Seconds(), nil
+}
+
 // ackedPub times mosquitto_pub -l on sinkTopic until it exits (after its
 // last PUBACK).
 func (s *suite) ackedPub(ctx context.Context, e *env, lines string, run int) (time.Duration, error) {
+	return s.ackedPubTopic(ctx, e, lines, run, sinkTopic)
+}
+
+func (s *suite) ackedPubTopic(ctx context.Context, e *env, lines string, run int, topic string) (time.Duration, error) {
 	in, err := os.Open(lines)
 	if err != nil {
 		return 0, err
 	}
 	defer in.Close()
-	p, err := startProc(s.path(fmt.Sprintf("sinkpub-%d.log", run)), in, e.mosquittoPub(sinkTopic, "-l")...)
+	p, err := startProc(s.path(fmt.Sprintf("sinkpub-%d.log", run)), in, e.mosquittoPub(topic, "-l")...)
 	if err != nil {
 		return 0, err
 	}
@@ -313,6 +336,13 @@ func (s *suite) drain(ctx context.Context, e *env) {
 		row.Goal, row.Verdict = ratio(av, rv)+" (goal ≥ 1.5×)", "MISS: below the 1.0× floor; "+note
 	}
 	s.rep.add(row)
+
+	if c, err := s.ceiling(ctx, e, lines); err != nil {
+		s.rep.add(failed(mCeiling, brief(err.Error())))
+	} else {
+		s.rep.add(Row{Measure: mCeiling, Agent: "—", Reference: rate(c), Goal: "—",
+			Verdict: "info: the most one sender could reach here; a ratio above " + ratio(c, rv) + " cannot be measured on this machine"})
+	}
 
 	a, av = cellRate(agent, agentErr, drainRun.rateFromFirst)
 	r, rv = cellRate(pub, pubErr, drainRun.rateFromFirst)
