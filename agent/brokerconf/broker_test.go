@@ -161,13 +161,13 @@ func TestMosquitto(t *testing.T) {
 			t.Fatalf("master subscribes edge/#: %v\n%s", err, l.b.Log())
 		}
 		defer sub.Stop()
-		if err := dev1.PubAcked(ctx, "edge/dev1/telemetry/x", []byte(`{"seq":1}`), 1, false); err != nil {
+		if err := dev1.Pub(ctx, "edge/dev1/telemetry/x", []byte(`{"seq":1}`), 1, false); err != nil {
 			t.Fatalf("dev1 into its own topics: %v\n%s", err, l.b.Log())
 		}
 		if got, err := sub.Next("edge/dev1/telemetry/x", 5*time.Second); err != nil || got != `{"seq":1}` {
 			t.Errorf("master reading dev1's telemetry: %q, %v", got, err)
 		}
-		if err := dev1.PubAcked(ctx, "homeassistant/sensor/dev1/t/config", []byte(`{}`), 1, true); err != nil {
+		if err := dev1.Pub(ctx, "homeassistant/sensor/dev1/t/config", []byte(`{}`), 1, true); err != nil {
 			t.Errorf("dev1 writing its Home Assistant discovery config: %v", err)
 		}
 	})
@@ -175,7 +175,7 @@ func TestMosquitto(t *testing.T) {
 	t.Run("device confined", func(t *testing.T) {
 		ctx := ctx10(t)
 		for _, topic := range []string{"edge/dev2/telemetry/x", "edge/dev2/cmd", "edge/master/x", "other/dev1/x", "homeassistant/sensor/dev2/t/config"} {
-			if err := dev1.PubAcked(ctx, topic, []byte(`{}`), 1, false); !denied(err) {
+			if err := dev1.Pub(ctx, topic, []byte(`{}`), 1, false); !denied(err) {
 				t.Errorf("dev1 publishing to %s: %v; want not authorized (0x87)", topic, err)
 			}
 		}
@@ -188,7 +188,7 @@ func TestMosquitto(t *testing.T) {
 		}
 		defer sub.Stop()
 		for _, topic := range []string{"edge/dev2/cmd", "edge/dev1/cmd"} {
-			if err := master.PubAcked(ctx, topic, []byte(`{"id":"c1","action":"ping"}`), 1, false); err != nil {
+			if err := master.Pub(ctx, topic, []byte(`{"id":"c1","action":"ping"}`), 1, false); err != nil {
 				t.Fatalf("master commanding %s: %v", topic, err)
 			}
 		}
@@ -263,7 +263,7 @@ func TestMosquitto(t *testing.T) {
 	// Last: it restarts the broker.
 	t.Run("revoked", func(t *testing.T) {
 		dev2 := l.client("dev2")
-		if err := dev2.PubAcked(ctx10(t), "edge/dev2/status", []byte(`{}`), 1, false); err != nil {
+		if err := dev2.Pub(ctx10(t), "edge/dev2/status", []byte(`{}`), 1, false); err != nil {
 			t.Fatalf("dev2 before revocation: %v", err)
 		}
 		if _, err := l.ca.Revoke("dev2", nil, time.Now()); err != nil {
@@ -279,10 +279,10 @@ func TestMosquitto(t *testing.T) {
 		l.b.Stop()
 		l.start("")
 		dev1.Broker, dev2.Broker = l.b, l.b
-		if err := dev2.PubAcked(ctx10(t), "edge/dev2/status", []byte(`{}`), 1, false); err == nil {
+		if err := dev2.Pub(ctx10(t), "edge/dev2/status", []byte(`{}`), 1, false); err == nil {
 			t.Errorf("revoked dev2 still publishes:\n%s", l.b.Log())
 		}
-		if err := dev1.PubAcked(ctx10(t), "edge/dev1/status", []byte(`{}`), 1, false); err != nil {
+		if err := dev1.Pub(ctx10(t), "edge/dev1/status", []byte(`{}`), 1, false); err != nil {
 			t.Errorf("dev1 after dev2's revocation: %v", err)
 		}
 	})
@@ -296,7 +296,7 @@ func TestMosquittoLocalPlain(t *testing.T) {
 	l.start("")
 	ctx := ctx10(t)
 	master := l.client("master")
-	if err := master.PubAcked(ctx, "edge/dev1/status", []byte(`{"state":"online"}`), 1, true); err != nil {
+	if err := master.Pub(ctx, "edge/dev1/status", []byte(`{"state":"online"}`), 1, true); err != nil {
 		t.Fatal(err)
 	}
 	plain := func(tool string, args ...string) (string, error) {
@@ -331,7 +331,7 @@ func TestMosquittoLocalPlain(t *testing.T) {
 		t.Errorf("Mosquitto opened ports %v, want %d and %d", ports, l.o.Port, l.o.LocalPort)
 	}
 	// The device side is unchanged by the second listener.
-	if err := l.client("dev1").PubAcked(ctx, "edge/dev2/x", []byte(`{}`), 1, false); !denied(err) {
+	if err := l.client("dev1").Pub(ctx, "edge/dev2/x", []byte(`{}`), 1, false); !denied(err) {
 		t.Errorf("dev1 into dev2's topics: %v", err)
 	}
 
@@ -386,10 +386,10 @@ func TestMosquittoDebianInclude(t *testing.T) {
 		t.Fatal(err)
 	}
 	l.start(main)
-	if err := l.client("dev1").PubAcked(ctx10(t), "edge/dev1/status", []byte(`{}`), 1, true); err != nil {
+	if err := l.client("dev1").Pub(ctx10(t), "edge/dev1/status", []byte(`{}`), 1, true); err != nil {
 		t.Fatalf("dev1 through the Debian layout: %v\n%s", err, l.b.Log())
 	}
-	if err := l.client("dev1").PubAcked(ctx10(t), "edge/dev2/status", []byte(`{}`), 1, true); !denied(err) {
+	if err := l.client("dev1").Pub(ctx10(t), "edge/dev2/status", []byte(`{}`), 1, true); !denied(err) {
 		t.Errorf("dev1 into dev2's topics: %v", err)
 	}
 }

@@ -204,11 +204,11 @@ func TestMasterFleet(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		dev1 := l.client("dev1")
-		if err := dev1.PubAcked(ctx, "edge/dev1/telemetry/x", []byte(`{}`), 1, false); err != nil {
+		if err := dev1.Pub(ctx, "edge/dev1/telemetry/x", []byte(`{}`), 1, false); err != nil {
 			t.Fatalf("dev1 into its own topics: %v", err)
 		}
 		for _, topic := range []string{"edge/dev2/telemetry/sim1", "edge/dev2/cmd", "edge/hub/fleet"} {
-			if err := dev1.PubAcked(ctx, topic, []byte(`{"id":"x","action":"ping"}`), 1, false); err == nil || !strings.Contains(err.Error(), "authorized") {
+			if err := dev1.Pub(ctx, topic, []byte(`{"id":"x","action":"ping"}`), 1, false); err == nil || !strings.Contains(err.Error(), "authorized") {
 				t.Errorf("dev1 publishing to %s: %v; want not authorized", topic, err)
 			}
 		}

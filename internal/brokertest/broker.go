@@ -244,7 +244,10 @@ func (c *Client) tlsArgs() []string {
 }
 
 // Pub publishes one message with mosquitto_pub. props are extra -D arguments,
-// e.g. "publish response-topic edge/dev1/reply/x".
+// e.g. "publish response-topic edge/dev1/reply/x". It also fails when the
+// broker refuses the message (an MQTT v5 PUBACK reason code of 0x80 or
+// more, e.g. 0x87 not authorized from the ACL): mosquitto_pub 2.0.11 only
+// prints "Warning: Publish 1 failed: Not authorized." then and exits 0.
 func (c *Client) Pub(ctx context.Context, topic string, payload []byte, qos int, retain bool, props ...[]string) error {
 	args := append(c.tlsArgs(), "-t", topic, "-q", strconv.Itoa(qos), "-s")
 	if retain {
@@ -259,6 +262,9 @@ func (c *Client) Pub(ctx context.Context, topic string, payload []byte, qos int,
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("mosquitto_pub %s: %w: %s", topic, err, out)
+	}
+	if m := pubFailedRE.FindSubmatch(out); m != nil {
+		return fmt.Errorf("mosquitto_pub %s: refused by the broker: %s", topic, m[1])
 	}
 	return nil
 }

@@ -1,7 +1,6 @@
 package brokertest
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -52,32 +51,6 @@ func StartConfig(ctx context.Context, confPath, addr string, wrap []string) (*Br
 		return nil, fmt.Errorf("brokertest: %w", err)
 	}
 	return b, nil
-}
-
-// PubAcked publishes like Pub and also fails when the broker refuses the
-// message (an MQTT v5 PUBACK reason code of 0x80 or more, e.g. 0x87 not
-// authorized from the ACL): mosquitto_pub 2.0.11 only prints "Warning:
-// Publish 1 failed: Not authorized." then and exits 0, so Pub returns nil.
-// The error then contains the broker's reason ("Not authorized").
-func (c *Client) PubAcked(ctx context.Context, topic string, payload []byte, qos int, retain bool, props ...[]string) error {
-	args := append(c.tlsArgs(), "-t", topic, "-q", strconv.Itoa(qos), "-s")
-	if retain {
-		args = append(args, "-r")
-	}
-	for _, p := range props {
-		args = append(args, "-D")
-		args = append(args, p...)
-	}
-	cmd := wrappedContext(ctx, c.Broker.Wrap, "mosquitto_pub", args...)
-	cmd.Stdin = bytes.NewReader(payload)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("mosquitto_pub %s: %w: %s", topic, err, out)
-	}
-	if m := pubFailedRE.FindSubmatch(out); m != nil {
-		return fmt.Errorf("mosquitto_pub %s: refused by the broker: %s", topic, m[1])
-	}
-	return nil
 }
 
 var pubFailedRE = regexp.MustCompile(`Publish \d+ failed: ([^\n]*?)\.?\n`)

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -216,9 +215,7 @@ func printRecords(w io.Writer, recs []pki.Record, asJSON bool, now time.Time) er
 			}
 			out = append(out, j)
 		}
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(out)
+		return printJSONList(w, out)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SERIAL\tCN\tKIND\tEXPIRES\tSTATE\tVIA")

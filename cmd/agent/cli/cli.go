@@ -135,6 +135,17 @@ func run(ctx context.Context, args []string, stderr io.Writer, version string) i
 	return ExitOK
 }
 
+// printJSONList prints a list as indented JSON, [] rather than null when
+// empty (scripts iterate over it).
+func printJSONList[T any](w io.Writer, list []T) error {
+	if list == nil {
+		list = []T{}
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(list)
+}
+
 func refuse(stderr io.Writer, err error) int {
 	msg := err.Error()
 	// The sentinels' text adds nothing a person needs after the cause.
@@ -195,12 +206,7 @@ func discover(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	sort.Slice(svcs, func(i, j int) bool { return svcs[i].Instance < svcs[j].Instance })
 	if *asJSON {
-		if svcs == nil {
-			svcs = []discovery.Service{}
-		}
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(svcs)
+		printJSONList(stdout, svcs)
 		return ExitOK
 	}
 	if len(svcs) == 0 {

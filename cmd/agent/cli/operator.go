@@ -80,12 +80,7 @@ func fleetCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	sort.Slice(devs, func(i, j int) bool { return devs[i].ID < devs[j].ID })
 	if *asJSON {
-		if devs == nil {
-			devs = []operator.Status{}
-		}
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(devs)
+		printJSONList(stdout, devs)
 		return ExitOK
 	}
 	now := time.Now()
