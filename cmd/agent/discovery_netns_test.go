@@ -253,16 +253,22 @@ func logHas(log string, parts ...string) bool {
 	return false
 }
 
-// TestMasterAdvertises: a master agent beside the broker advertises it
-// (zeroconf), and a remote agent on another host finds and uses it.
-func TestMasterAdvertises(t *testing.T) {
+// twoHosts is a fixture (no broker yet) and hosts a (198.18.0.10) and b
+// (198.18.0.20) on one bridge, or a skip when namespaces cannot be had.
+func twoHosts(t *testing.T) (*fixture, *netlab.Host, *netlab.Host) {
+	t.Helper()
 	if err := netlab.Available(); err != nil {
 		t.Skipf("needs network namespaces (root, iproute2): %v", err)
 	}
 	fx := newFixture(t, false)
 	lab := netlab.New(t)
-	hostA := lab.AddHost("a", netip.MustParsePrefix("198.18.0.10/24"))
-	hostB := lab.AddHost("b", netip.MustParsePrefix("198.18.0.20/24"))
+	return fx, lab.AddHost("a", netip.MustParsePrefix("198.18.0.10/24")), lab.AddHost("b", netip.MustParsePrefix("198.18.0.20/24"))
+}
+
+// TestMasterAdvertises: a master agent beside the broker advertises it
+// (zeroconf), and a remote agent on another host finds and uses it.
+func TestMasterAdvertises(t *testing.T) {
+	fx, hostA, hostB := twoHosts(t)
 	bc, err := fx.fleet.Issue("lab-broker", pki.Template{CN: brokertest.BrokerHost, DNSNames: []string{brokertest.BrokerHost},
 		IPs: []net.IP{net.ParseIP("198.18.0.10"), net.ParseIP("198.18.0.11")}, Server: true})
 	if err != nil {
@@ -397,13 +403,7 @@ func TestDiscoveryIPv6(t *testing.T) {
 // master's EST server by its _est._tcp advertisement on another host and
 // checks it against the CA file like any server.
 func TestEnrollFindsMasterByMDNS(t *testing.T) {
-	if err := netlab.Available(); err != nil {
-		t.Skipf("needs network namespaces (root, iproute2): %v", err)
-	}
-	fx := newFixture(t, false)
-	lab := netlab.New(t)
-	hostA := lab.AddHost("a", netip.MustParsePrefix("198.18.0.10/24"))
-	hostB := lab.AddHost("b", netip.MustParsePrefix("198.18.0.20/24"))
+	fx, hostA, hostB := twoHosts(t)
 	caDir := filepath.Join(fx.dir, "ca")
 	mustCLI(t, "ca", "init", "--dir", caDir)
 	caCrt := filepath.Join(caDir, "ca.crt")
@@ -448,13 +448,7 @@ ca_dir = %q
 // interface goes down: no RST, no FIN). The agent notices within 1.5 ×
 // keepalive, keeps its readings on disk, and reconnects when the link heals.
 func TestSilentLinkLoss(t *testing.T) {
-	if err := netlab.Available(); err != nil {
-		t.Skipf("needs network namespaces (root, iproute2): %v", err)
-	}
-	fx := newFixture(t, false)
-	lab := netlab.New(t)
-	hostA := lab.AddHost("a", netip.MustParsePrefix("198.18.0.10/24"))
-	hostB := lab.AddHost("b", netip.MustParsePrefix("198.18.0.20/24"))
+	fx, hostA, hostB := twoHosts(t)
 	bc, err := fx.fleet.Issue("lab-broker", pki.Template{CN: brokertest.BrokerHost, DNSNames: []string{brokertest.BrokerHost}, Server: true})
 	if err != nil {
 		t.Fatal(err)
