@@ -320,6 +320,11 @@ allow_anonymous false
 # Without it a command round trip stalls ~40 ms on delayed ACKs (Nagle).
 set_tcp_nodelay true
 
+# A board back from an outage sends its backlog as fast as the broker takes
+# it; at Mosquitto's default of 1000 queued QoS 1 messages per client, a
+# slower QoS 1 subscriber would have the overflow dropped.
+max_queued_messages 100000
+
 # Mutual TLS: a client certificate from the fleet CA is required and its CN
 # is the MQTT user name (the ACL's %u); revoked certificates are refused
 # through the CRL, which the master keeps fresh and reloads with SIGHUP.

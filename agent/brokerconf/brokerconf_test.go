@@ -204,7 +204,7 @@ func FuzzRender(f *testing.F) {
 			}
 			return d
 		}
-		want := "per_listener_settings allow_anonymous acl_file set_tcp_nodelay listener cafile certfile keyfile crlfile require_certificate use_identity_as_username tls_version"
+		want := "per_listener_settings allow_anonymous acl_file set_tcp_nodelay max_queued_messages listener cafile certfile keyfile crlfile require_certificate use_identity_as_username tls_version"
 		if got := strings.Join(directives(fs.Conf), " "); got != want {
 			t.Fatalf("agent.conf directives %q, want %q:\n%s", got, want, fs.Conf)
 		}
