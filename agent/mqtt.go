@@ -44,12 +44,13 @@ type mqttLink struct {
 	d    *Daemon
 	sess *ackSession
 
-	mu    sync.Mutex
-	cli   *paho.Client
-	rmax  uint16        // the connection's Receive Maximum (0: not given)
-	ready chan struct{} // closed while a connection is up; replaced when it goes down
-	stop  bool
-	done  chan struct{} // closed when run returns
+	mu     sync.Mutex
+	cli    *paho.Client
+	rmax   uint16             // the connection's Receive Maximum (0: not given)
+	cancel context.CancelFunc // ends run's loop (set by run)
+	ready  chan struct{}      // closed while a connection is up; replaced when it goes down
+	stop   bool
+	done   chan struct{} // closed when run returns
 }
 
 func newMQTTLink(d *Daemon) *mqttLink {
@@ -60,6 +61,11 @@ func newMQTTLink(d *Daemon) *mqttLink {
 func (m *mqttLink) run(ctx context.Context) {
 	defer close(m.done)
 	defer m.sess.close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	m.mu.Lock()
+	m.cancel = cancel // Disconnect ends a wait between attempts at once
+	m.mu.Unlock()
 	d := m.d
 	first := true
 	attempt := 0
@@ -254,7 +260,7 @@ func (m *mqttLink) Unsubscribe(ctx context.Context, u *paho.Unsubscribe) (*paho.
 func (m *mqttLink) Disconnect(ctx context.Context, withWill bool) error {
 	m.mu.Lock()
 	m.stop = true
-	cli := m.cli
+	cli, cancel := m.cli, m.cancel
 	m.mu.Unlock()
 	if cli != nil {
 		code := byte(0)
@@ -262,6 +268,8 @@ func (m *mqttLink) Disconnect(ctx context.Context, withWill bool) error {
 			code = 0x04
 		}
 		_ = cli.Disconnect(&paho.Disconnect{ReasonCode: code})
+	} else if cancel != nil {
+		cancel() // between attempts: nothing to say goodbye to
 	}
 	select {
 	case <-m.done:
