@@ -167,9 +167,7 @@ func (d *Daemon) serveEnrollment(ctx context.Context, ln net.Listener) error {
 	}
 	roots := x509.NewCertPool()
 	roots.AddCert(d.ca.CA.Cert)
-	tc := est.ServerTLSConfig(tls.Certificate{}, roots)
-	tc.Certificates = nil
-	tc.GetCertificate = sc.get
+	tc := est.ServerTLSConfigFunc(sc.get, roots)
 	srv := &http.Server{
 		Handler: est.NewHandler(&estAuthority{dir: d.ca, days: d.cfg.Enroll.CertDays, now: d.now},
 			est.ServerOptions{Logger: log, Now: d.now}),

@@ -60,14 +60,23 @@ type ServerOptions struct {
 // given, which is what /simplereenroll authenticates with. A nil clientCAs
 // accepts no client certificate (rather than the system roots).
 func ServerTLSConfig(cert tls.Certificate, clientCAs *x509.CertPool) *tls.Config {
+	c := ServerTLSConfigFunc(nil, clientCAs)
+	c.Certificates = []tls.Certificate{cert}
+	return c
+}
+
+// ServerTLSConfigFunc is ServerTLSConfig with the server certificate taken
+// from get at each handshake (a certificate that is reissued while the
+// server runs).
+func ServerTLSConfigFunc(get func(*tls.ClientHelloInfo) (*tls.Certificate, error), clientCAs *x509.CertPool) *tls.Config {
 	if clientCAs == nil {
 		clientCAs = x509.NewCertPool()
 	}
 	return &tls.Config{
-		MinVersion:   tls.VersionTLS12,
-		Certificates: []tls.Certificate{cert},
-		ClientAuth:   tls.VerifyClientCertIfGiven,
-		ClientCAs:    clientCAs,
+		MinVersion:     tls.VersionTLS12,
+		GetCertificate: get,
+		ClientAuth:     tls.VerifyClientCertIfGiven,
+		ClientCAs:      clientCAs,
 	}
 }
 
