@@ -98,6 +98,25 @@ func TestSchedulerSeq(t *testing.T) {
 	}
 }
 
+// TestSchedulerLastSeq: numbering continues after the last seq a previous
+// run used (kept by the store-and-forward log).
+func TestSchedulerLastSeq(t *testing.T) {
+	clk := clocktest.New(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	sc := &sensors.Scheduler{Clock: clk, LastSeq: func(name string) uint64 {
+		if name == "f" {
+			return 41
+		}
+		return 0
+	}}
+	sc.Add(&flaky{}, time.Second)
+	got, stop := collect(t, sc)
+	defer stop()
+	step(t, clk)
+	if r := next(t, got); r.Seq != 42 {
+		t.Errorf("first reading seq %d, want 42", r.Seq)
+	}
+}
+
 // slow takes work of fake time per read.
 type slow struct {
 	clk  *clocktest.Clock
