@@ -48,6 +48,7 @@ Usage:
   agent fleet [--config FILE] [--json]                      (on the master: the devices from their retained status)
   agent send ID ACTION [key=value...] [--timeout 5s] [--json] (exit 0 ok, 1 failed, 3 no reply)
   agent watch [ID] [--sensor S] [--json]                    (telemetry as it arrives)
+  agent doctor [--config FILE] [--json] [--timeout 5s]      (checks config, credentials, name, TCP, TLS, MQTT; exit 0 ok, 1 a check failed)
   agent version
   agent help
 
@@ -80,6 +81,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, version s
 		return sendCmd(ctx, args[1:], stdout, stderr)
 	case "watch":
 		return watchCmd(ctx, args[1:], stdout, stderr)
+	case "doctor":
+		return doctorCmd(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "agent %s\n", version)
 		return ExitOK
