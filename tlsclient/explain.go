@@ -221,7 +221,8 @@ var alertFix = map[string]struct {
 	"unknown certificate authority": {48, "the broker does not trust the CA that issued our client certificate: " +
 		"its cafile must contain the CA that signed tls.cert, or this device needs a certificate from the fleet CA"},
 	"expired certificate": {45, "the broker considers our client certificate expired: renew tls.cert, " +
-		"and check the clocks of this board and the broker"},
+		"and check the clocks of this board and the broker; if tls.cert is valid, the broker's CRL (crlfile) has " +
+		"expired and Mosquitto refuses every client: regenerate it (agent ca crl) and reload Mosquitto"},
 	"revoked certificate": {44, "our client certificate is revoked (the broker's CRL lists it): " +
 		"this device needs a new certificate"},
 	"bad certificate": {42, "the broker refused our client certificate as bad: check that tls.cert was issued " +

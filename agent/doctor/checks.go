@@ -267,8 +267,7 @@ func (r *runner) tls(ctx context.Context) Result {
 	defer cancel()
 	conn, err := tlsclient.Dial(dctx, r.addr, cfg)
 	if err != nil {
-		d, f := split(tlsclient.Explain(err, host))
-		return fail(CheckTLS, d, f)
+		return r.tlsFailed(err)
 	}
 	r.conn = conn
 	cs := conn.ConnectionState()
@@ -289,6 +288,21 @@ func (r *runner) tls(ctx context.Context) Result {
 	}
 	return Result{Check: CheckTLS, Status: Pass,
 		Detail: fmt.Sprintf("%s, broker certificate for %s issued by %s, verified for %s", tls.VersionName(cs.Version), strings.Join(sans, ", "), issuer, host)}
+}
+
+// tlsFailed explains a refused handshake. The broker's "expired
+// certificate" (alert 45) for a certificate the credentials check found
+// valid means the broker's own CRL has expired: Mosquitto then refuses
+// every client (the dojot tutorial's trap).
+func (r *runner) tlsFailed(err error) Result {
+	d, f := split(tlsclient.Explain(err, r.cfg.Broker.Host))
+	if strings.Contains(err.Error(), "expired certificate") && r.creds != nil {
+		if leaf := r.creds.Cert.Leaf; leaf != nil && r.o.Now().Before(leaf.NotAfter) {
+			d += fmt.Sprintf("; our certificate is valid until %s, so what expired is most likely the broker's CRL (crlfile): Mosquitto then refuses every client", date(leaf.NotAfter))
+			f = "regenerate the CRL (agent ca crl --dir DIR, or let a master with [crl] file keep it fresh), install it at the broker's crlfile and reload Mosquitto (SIGHUP)"
+		}
+	}
+	return fail(CheckTLS, d, f)
 }
 
 // isAlert reports whether err is a TLS alert from the broker.
@@ -351,6 +365,13 @@ func (r *runner) mqtt(ctx context.Context) (cli *paho.Client, res Result, tlsErr
 	cli = paho.NewClient(paho.ClientConfig{
 		Conn:          packets.NewThreadSafeConn(conn),
 		OnClientError: func(error) {},
+		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
+			select {
+			case r.got <- pr.Packet:
+			default:
+			}
+			return true, nil
+		}},
 	})
 	cid := r.id + "-doctor"
 	cctx, cancel := context.WithTimeout(ctx, r.o.Timeout)

@@ -52,10 +52,13 @@ const (
 	CheckTLS         = "tls"
 	CheckMQTT        = "mqtt"
 	CheckPublish     = "publish"
+	CheckSubscribe   = "subscribe"
+	CheckHygiene     = "broker-hygiene"
+	CheckService     = "service"
 )
 
 // Checks lists the check names in order.
-var Checks = []string{CheckConfig, CheckCredentials, CheckResolve, CheckTCP, CheckTLS, CheckMQTT, CheckPublish}
+var Checks = []string{CheckConfig, CheckCredentials, CheckResolve, CheckTCP, CheckTLS, CheckMQTT, CheckPublish, CheckSubscribe, CheckHygiene, CheckService}
 
 // Result is the outcome of one check.
 type Result struct {
@@ -76,6 +79,8 @@ type Options struct {
 	// Timeout bounds each network step (lookup, connect, handshake,
 	// CONNECT, publish); 0 is DefaultTimeout.
 	Timeout time.Duration
+	// PlainPort is where a plain MQTT listener would be (0: 1883).
+	PlainPort int
 }
 
 // DefaultTimeout bounds each network step.
@@ -129,6 +134,7 @@ type runner struct {
 	id    string // the MQTT user: id, or the certificate's CN
 	addr  string // host:port to dial; "" when there is none
 	conn  net.Conn
+	got   chan *paho.Publish // what the doctor's MQTT client receives
 }
 
 // Run runs the checks on cfg in order and returns one Result per check.
@@ -146,7 +152,10 @@ func Run(ctx context.Context, cfg *config.Config, o Options) []Result {
 	if o.Timeout <= 0 {
 		o.Timeout = DefaultTimeout
 	}
-	r := &runner{cfg: cfg, o: o}
+	if o.PlainPort == 0 {
+		o.PlainPort = 1883
+	}
+	r := &runner{cfg: cfg, o: o, got: make(chan *paho.Publish, 64)}
 	defer func() {
 		if r.conn != nil {
 			r.conn.Close()
@@ -178,16 +187,26 @@ func Run(ctx context.Context, cfg *config.Config, o Options) []Result {
 	// CONNACK); that is the TLS layer's failure, not MQTT's.
 	cli, mq, tlsErr := r.mqtt(ctx)
 	if tlsErr != nil {
-		d, f := split(tlsclient.Explain(tlsErr, cfg.Broker.Host))
-		rs[len(rs)-1] = Result{Check: CheckTLS, Status: Fail, Detail: d, Fix: f}
+		rs[len(rs)-1] = r.tlsFailed(tlsErr)
 		return append(rs, skipRest(CheckTLS, CheckTLS+" failed")...)
 	}
 	rs = append(rs, mq)
 	if mq.Status == Fail {
 		return append(rs, skipRest(CheckMQTT, CheckMQTT+" failed")...)
 	}
-	rs = append(rs, r.publish(ctx, cli))
+	pub := r.publish(ctx, cli)
+	rs = append(rs, pub)
+	if pub.Status == Fail {
+		_ = cli.Disconnect(&paho.Disconnect{ReasonCode: 0})
+		return append(rs, skipRest(CheckPublish, CheckPublish+" failed")...)
+	}
+	sub := r.subscribe(ctx, cli, r.got)
 	_ = cli.Disconnect(&paho.Disconnect{ReasonCode: 0})
+	rs = append(rs, sub)
+	if sub.Status == Fail {
+		return append(rs, skipRest(CheckSubscribe, CheckSubscribe+" failed")...)
+	}
+	rs = append(rs, r.hygiene(ctx), r.service(ctx))
 	return rs
 }
 

@@ -8,7 +8,9 @@ package doctor_test
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -77,7 +79,8 @@ func (fx *fixture) config(id string, c brokertest.Creds, port int, tlsMore strin
 	if port == 0 {
 		port = fx.broker.Port
 	}
-	cfg, err := config.Parse("agent.toml", []byte(fx.fleet.AgentConfig(id, c, port, tlsMore, "")))
+	cfg, err := config.Parse("agent.toml", []byte(fx.fleet.AgentConfig(id, c, port, tlsMore,
+		fmt.Sprintf("[buffer]\ndir = %q\n", filepath.Join(fx.dir, "buffer-"+id)))))
 	if err != nil {
 		fx.t.Fatal(err)
 	}
@@ -235,6 +238,50 @@ func TestFaults(t *testing.T) {
 	untrusted.TLS.CA = bundle
 
 	aclB := fx.start(brokertest.Options{ACL: "pattern write other/%u/#\npattern read edge/%u/cmd\n"})
+	noReadB := fx.start(brokertest.Options{ACL: "pattern write edge/%u/#\n"})
+	// A broker that also listens in plain MQTT and lets anyone in, as the
+	// tutorials' first set-up does.
+	pl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	plainPort := pl.Addr().(*net.TCPAddr).Port
+	pl.Close()
+	anonB := fx.start(brokertest.Options{Extra: fmt.Sprintf("allow_anonymous true\nlistener %d 127.0.0.1\n", plainPort)})
+
+	// Our certificate revoked on the broker; and a broker whose CRL has
+	// expired (Mosquitto then refuses every client).
+	revoked := fx.issue("revoked", pki.Template{CN: "revoked", Client: true})
+	revokedCert, err := pki.ParseCertFile(revoked.Cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crlNow, err := fx.fleet.CA.RevocationList([]*x509.Certificate{revokedCert}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	crlFile := filepath.Join(fx.dir, "revoked.crl")
+	if err := os.WriteFile(crlFile, crlNow, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	revokedB := fx.start(brokertest.Options{Extra: "crlfile " + crlFile + "\n"})
+	crlOld, err := fx.fleet.CA.RevocationList(nil, time.Now().Add(-30*24*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldCRL := filepath.Join(fx.dir, "expired.crl")
+	if err := os.WriteFile(oldCRL, crlOld, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	expiredCRLB := fx.start(brokertest.Options{Extra: "crlfile " + oldCRL + "\n"})
+
+	// The buffer directory cannot be made: its parent is a file.
+	blocker := filepath.Join(fx.dir, "not-a-dir")
+	if err := os.WriteFile(blocker, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	badBuffer := fx.config("dev1", good, 0, "")
+	badBuffer.Buffer.Dir = filepath.Join(blocker, "buffer")
 
 	cases := []struct {
 		name  string
@@ -258,6 +305,10 @@ func TestFaults(t *testing.T) {
 		{"broker cert from another CA", fx.config("dev1", good, otherCAB.Port, ""), nil, doctor.CheckTLS, []string{"Other CA", "set tls.ca"}},
 		{"our cert from a CA the broker does not trust", untrusted, nil, doctor.CheckTLS, []string{"unknown certificate authority", "cafile must contain the CA"}},
 		{"ACL denies our prefix", fx.config("dev1", good, aclB.Port, ""), nil, doctor.CheckPublish, []string{"0x87", "`pattern write edge/%u/#`"}},
+		{"ACL denies reading our commands", fx.config("dev1", good, noReadB.Port, ""), func(o *doctor.Options) { o.Timeout = time.Second }, doctor.CheckSubscribe, []string{"did not come back", "`pattern read edge/%u/cmd`"}},
+		{"our cert revoked on the broker", fx.config("revoked", revoked, revokedB.Port, ""), nil, doctor.CheckTLS, []string{"revoked"}},
+		{"the broker's CRL expired", fx.config("dev1", good, expiredCRLB.Port, ""), nil, doctor.CheckTLS, []string{"CRL"}},
+		{"buffer directory cannot be made", badBuffer, nil, doctor.CheckService, []string{"buffer.dir", "StateDirectory"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -301,6 +352,8 @@ func TestFaults(t *testing.T) {
 		{"client cert expires in 10 days", fx.config("soon", fx.issue("soon", pki.Template{CN: "soon", Client: true,
 			NotAfter: time.Now().Add(10 * 24 * time.Hour)}), 0, ""), nil, doctor.CheckCredentials, []string{"expires on", "renewal is overdue"}},
 		{"CN-only broker cert with legacy_cn", fx.config("dev1", good, cnOnlyB.Port, "legacy_cn = true"), nil, doctor.CheckTLS, []string{"CN-only", "legacy_cn", "subjectAltName=DNS:broker.test"}},
+		{"anonymous plain listener", fx.config("dev1", good, anonB.Port, ""), func(o *doctor.Options) { o.PlainPort = plainPort },
+			doctor.CheckHygiene, []string{"accepts anonymous clients", "bind it to 127.0.0.1"}},
 	}
 	for _, tc := range warns {
 		t.Run("warn "+tc.name, func(t *testing.T) {
