@@ -25,6 +25,7 @@ import (
 	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 
+	"github.com/edgeagent/agent/discovery"
 	"github.com/edgeagent/agent/pki"
 	"github.com/edgeagent/agent/tlsclient"
 )
@@ -210,12 +211,39 @@ func (r *runner) resolve(ctx context.Context) Result {
 		return Result{Check: CheckResolve, Status: Pass, Detail: detail}
 	}
 	if b.Discover {
-		return Result{Check: CheckResolve, Status: Warn,
-			Detail: detail + "; broker.discover = true, and agent doctor does not browse mDNS yet",
-			Fix:    "run agent discover to see the brokers answering on this LAN (the daemon pins the one it finds in broker.hosts_file), or set broker.address"}
+		return r.discover(ctx, detail)
 	}
 	return fail(CheckResolve, detail,
 		fmt.Sprintf("add it to /etc/hosts or set broker.address / broker.discover (a hosts line is \"<broker IP> %s\")", host))
+}
+
+// discover browses for the broker as the daemon does (broker.service on
+// broker.interfaces) and takes the first candidate; the TLS check then
+// verifies it for broker.host like any address.
+func (r *runner) discover(ctx context.Context, detail string) Result {
+	b := r.cfg.Broker
+	browser := r.o.Browser
+	if browser == nil {
+		browser = &discovery.MDNS{Interfaces: b.Interfaces, IPVersion: b.IPVersion}
+	}
+	svcs, err := browser.Browse(ctx, b.Service, b.DiscoverTimeout.Duration)
+	if err != nil {
+		return fail(CheckResolve, detail+fmt.Sprintf("; mDNS browse for %s failed: %v", b.Service, err),
+			"check broker.interfaces names interfaces that are up with multicast, or set broker.address")
+	}
+	cands, skipped := discovery.Candidates(svcs, b.Instance, b.Host)
+	if len(cands) == 0 {
+		why := fmt.Sprintf("no %s service answered within %v", b.Service, b.DiscoverTimeout.Duration)
+		if len(skipped) > 0 {
+			why = fmt.Sprintf("%d answered but none can be used (%s: %s)", len(skipped), skipped[0].Instance, skipped[0].Reason)
+		}
+		return fail(CheckResolve, detail+"; mDNS: "+why,
+			fmt.Sprintf("advertise the broker (a master with [advertise] interfaces, or an Avahi service file with TXT host=%s), check that multicast reaches this board, or set broker.address", b.Host))
+	}
+	c := cands[0]
+	r.addr = c.Addr.String()
+	return Result{Check: CheckResolve, Status: Pass,
+		Detail: detail + fmt.Sprintf("; mDNS: %q at %s (%d candidate(s); the TLS check verifies it)", c.Instance, c.Addr, len(cands))}
 }
 
 func containsIP(list []string, ip string) bool {

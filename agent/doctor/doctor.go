@@ -32,6 +32,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/edgeagent/agent/agent/config"
+	"github.com/edgeagent/agent/discovery"
 	"github.com/edgeagent/agent/tlsclient"
 )
 
@@ -81,6 +82,9 @@ type Options struct {
 	Timeout time.Duration
 	// PlainPort is where a plain MQTT listener would be (0: 1883).
 	PlainPort int
+	// Browser finds the broker when broker.discover is set; nil is mDNS on
+	// broker.interfaces.
+	Browser discovery.Browser
 }
 
 // DefaultTimeout bounds each network step.

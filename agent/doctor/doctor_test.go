@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,6 +22,7 @@ import (
 	"github.com/edgeagent/agent/agent/config"
 	"github.com/edgeagent/agent/agent/doctor"
 	"github.com/edgeagent/agent/cmd/agent/cli"
+	"github.com/edgeagent/agent/discovery"
 	"github.com/edgeagent/agent/internal/brokertest"
 	"github.com/edgeagent/agent/pki"
 )
@@ -452,4 +454,36 @@ func TestCLI(t *testing.T) {
 			t.Errorf("exit %d:\n%s", code, out)
 		}
 	})
+}
+
+// fakeBrowser answers a browse with fixed services (no multicast leaves the
+// test).
+type fakeBrowser []discovery.Service
+
+func (f fakeBrowser) Browse(context.Context, string, time.Duration) ([]discovery.Service, error) {
+	return f, nil
+}
+
+// TestDiscover: with broker.discover the doctor finds the broker as the
+// daemon does and verifies it over TLS; with nothing advertised it says so.
+func TestDiscover(t *testing.T) {
+	fx := newFixture(t)
+	cfg := fx.config("dev1", fx.dev, 0, "")
+	cfg.Broker.Address, cfg.Broker.Discover, cfg.Broker.HostsFile = "", true, ""
+	found := opts()
+	found.LookupHost = noResolver
+	found.Browser = fakeBrowser{{Instance: "MQTT on hub", Host: "hub.local.", Port: fx.broker.Port,
+		Addrs: []netip.Addr{netip.MustParseAddr("127.0.0.1")}, TXT: []string{"host=" + brokertest.BrokerHost}}}
+	rs := doctor.Run(fx.ctx, cfg, found)
+	checkShape(t, rs)
+	if doctor.Failed(rs) || !strings.Contains(rs[2].Detail, `mDNS: "MQTT on hub"`) {
+		t.Errorf("discovered broker:\n%s", dump(rs))
+	}
+	none := opts()
+	none.LookupHost = noResolver
+	none.Browser = fakeBrowser{}
+	rs = doctor.Run(fx.ctx, cfg, none)
+	if f := firstFail(rs); f.Check != doctor.CheckResolve || !strings.Contains(f.Fix, "advertise the broker") {
+		t.Errorf("nothing advertised:\n%s", dump(rs))
+	}
 }
