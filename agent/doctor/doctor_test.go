@@ -241,6 +241,7 @@ func TestFaults(t *testing.T) {
 
 	aclB := fx.start(brokertest.Options{ACL: "pattern write other/%u/#\npattern read edge/%u/cmd\n"})
 	noReadB := fx.start(brokertest.Options{ACL: "pattern write edge/%u/#\n"})
+	nagleB := fx.start(brokertest.Options{KeepNagle: true})
 	// A broker that also listens in plain MQTT and lets anyone in, as the
 	// tutorials' first set-up does.
 	pl, err := net.Listen("tcp", "127.0.0.1:0")
@@ -307,7 +308,7 @@ func TestFaults(t *testing.T) {
 		{"broker cert from another CA", fx.config("dev1", good, otherCAB.Port, ""), nil, doctor.CheckTLS, []string{"Other CA", "set tls.ca"}},
 		{"our cert from a CA the broker does not trust", untrusted, nil, doctor.CheckTLS, []string{"unknown certificate authority", "cafile must contain the CA"}},
 		{"ACL denies our prefix", fx.config("dev1", good, aclB.Port, ""), nil, doctor.CheckPublish, []string{"0x87", "`pattern write edge/%u/#`"}},
-		{"ACL denies reading our commands", fx.config("dev1", good, noReadB.Port, ""), func(o *doctor.Options) { o.Timeout = time.Second }, doctor.CheckSubscribe, []string{"did not come back", "`pattern read edge/%u/cmd`"}},
+		{"ACL denies reading our commands", fx.config("dev1", good, noReadB.Port, ""), func(o *doctor.Options) { o.Timeout = time.Second }, doctor.CheckSubscribe, []string{"did not reach a subscriber", "`pattern read edge/%u/cmd`"}},
 		{"our cert revoked on the broker", fx.config("revoked", revoked, revokedB.Port, ""), nil, doctor.CheckTLS, []string{"revoked"}},
 		{"the broker's CRL expired", fx.config("dev1", good, expiredCRLB.Port, ""), nil, doctor.CheckTLS, []string{"CRL"}},
 		{"buffer directory cannot be made", badBuffer, nil, doctor.CheckService, []string{"buffer.dir", "StateDirectory"}},
@@ -354,6 +355,7 @@ func TestFaults(t *testing.T) {
 		{"client cert expires in 10 days", fx.config("soon", fx.issue("soon", pki.Template{CN: "soon", Client: true,
 			NotAfter: time.Now().Add(10 * 24 * time.Hour)}), 0, ""), nil, doctor.CheckCredentials, []string{"expires on", "renewal is overdue"}},
 		{"CN-only broker cert with legacy_cn", fx.config("dev1", good, cnOnlyB.Port, "legacy_cn = true"), nil, doctor.CheckTLS, []string{"CN-only", "legacy_cn", "subjectAltName=DNS:broker.test"}},
+		{"broker stalls small packets (Nagle)", fx.config("dev1", good, nagleB.Port, ""), nil, doctor.CheckSubscribe, []string{"round trip", "set_tcp_nodelay true"}},
 		{"anonymous plain listener", fx.config("dev1", good, anonB.Port, ""), func(o *doctor.Options) { o.PlainPort = plainPort },
 			doctor.CheckHygiene, []string{"accepts anonymous clients", "bind it to 127.0.0.1"}},
 	}

@@ -29,18 +29,25 @@ const (
 	nagleStall = 30 * time.Millisecond
 )
 
-// subscribe subscribes to our command topic and sends ourselves pings
-// through it: a ping arrives only if the ACL lets us read our commands
-// (Mosquitto grants a forbidden subscription and then delivers nothing, so
-// the SUBACK proves nothing). The pings carry a Response Topic under our
-// reply subtree, so a running agent answers them harmlessly. The median
-// round trip shows a broker that stalls small packets (Nagle).
+// subscribe checks that we can read our commands and times a command's
+// round trip, with a second connection as the device that answers (the
+// pattern of operator → broker → device → broker → operator):
+//   - the second connection subscribes to our command topic and answers
+//     each ping there; only a ping that reaches it proves the ACL
+//     (Mosquitto grants a forbidden subscription and then delivers
+//     nothing, so the SUBACK proves nothing);
+//   - the first subscribes with No Local, so it sees only the answers, and
+//     the median round trip shows a broker that holds small packets for a
+//     delayed ACK (Nagle: set_tcp_nodelay false).
+//
+// The pings carry a Response Topic under our reply subtree, so a running
+// agent answers them harmlessly.
 func (r *runner) subscribe(ctx context.Context, cli *paho.Client, got chan *paho.Publish) Result {
 	prefix := r.cfg.MQTT.Prefix
 	cmd := prefix + "/" + r.id + "/cmd"
 	sctx, cancel := context.WithTimeout(ctx, r.o.Timeout)
 	defer cancel()
-	sa, err := cli.Subscribe(sctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: cmd, QoS: 1}}})
+	sa, err := cli.Subscribe(sctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: cmd, QoS: 1, NoLocal: true}}})
 	if err != nil {
 		return fail(CheckSubscribe, fmt.Sprintf("SUBSCRIBE %s: %v", cmd, err), "see the broker log for this client")
 	}
@@ -48,26 +55,14 @@ func (r *runner) subscribe(ctx context.Context, cli *paho.Client, got chan *paho
 		return fail(CheckSubscribe, fmt.Sprintf("the broker refused the subscription to %s: SUBACK 0x%02x", cmd, sa.Reasons[0]),
 			fmt.Sprintf("add `pattern read %s/%%u/cmd` to the broker's acl_file and reload Mosquitto (SIGHUP)", prefix))
 	}
-	// Our own ping comes back: the ACL lets us read our commands.
-	id := "doctor-" + randHex(6)
-	payload := fmt.Appendf(nil, `{"id":%q,"action":"ping"}`, id)
-	props := &paho.PublishProperties{ResponseTopic: prefix + "/" + r.id + "/reply/doctor", CorrelationData: []byte(id)}
-	if _, err := cli.Publish(sctx, &paho.Publish{QoS: 1, Topic: cmd, Payload: payload, Properties: props}); err != nil {
-		return fail(CheckSubscribe, fmt.Sprintf("publish a ping to %s: %v", cmd, err),
-			fmt.Sprintf("the ACL must let %q write its own subtree: `pattern write %s/%%u/#`", r.id, prefix))
-	}
-	if !await(sctx, got, cmd, payload) {
-		return fail(CheckSubscribe, fmt.Sprintf("subscribed to %s, but a ping published there did not come back within %v", cmd, r.o.Timeout),
+	props := &paho.PublishProperties{ResponseTopic: prefix + "/" + r.id + "/reply/doctor"}
+	rtts, reached, err := r.echoRoundTrips(sctx, cli, got, cmd, props)
+	switch {
+	case !reached:
+		return fail(CheckSubscribe, fmt.Sprintf("a ping published to %s did not reach a subscriber with our certificate within %v", cmd, r.o.Timeout),
 			fmt.Sprintf("the broker's ACL does not let %q read its commands: add `pattern read %s/%%u/cmd` to its acl_file and reload Mosquitto (SIGHUP)", r.id, prefix))
-	}
-	// The round trip a command takes (operator → broker → device → broker →
-	// operator), with a second connection as the device that answers: on a
-	// broker without set_tcp_nodelay the answer waits ~40 ms for a delayed
-	// ACK.
-	rtts, err := r.echoRoundTrips(sctx, cli, got, cmd, props)
-	if err != nil {
-		return Result{Check: CheckSubscribe, Status: Pass,
-			Detail: fmt.Sprintf("commands on %s reach us (the round-trip measure could not run: %v)", cmd, err)}
+	case err != nil:
+		return fail(CheckSubscribe, fmt.Sprintf("command round trip on %s: %v", cmd, err), "see the broker log for this client")
 	}
 	slices.Sort(rtts)
 	med := rtts[len(rtts)/2]
@@ -93,48 +88,60 @@ func await(ctx context.Context, got chan *paho.Publish, topic string, payload []
 	}
 }
 
-// echoRoundTrips opens a second connection that answers each of our pings
-// with one of its own on the command topic, and times ping → answer.
-func (r *runner) echoRoundTrips(ctx context.Context, cli *paho.Client, got chan *paho.Publish, cmd string, props *paho.PublishProperties) ([]time.Duration, error) {
+// echoRoundTrips opens the answering connection and times roundTrips
+// pings; reached says whether the answering side received a ping at all.
+func (r *runner) echoRoundTrips(ctx context.Context, cli *paho.Client, got chan *paho.Publish, cmd string, props *paho.PublishProperties) (rtts []time.Duration, reached bool, err error) {
 	cfg := tlsclient.Config(tlsclient.NewHolder(r.creds), r.cfg.Broker.Host, r.cfg.TLS.LegacyCN)
 	conn, err := tlsclient.Dial(ctx, r.addr, cfg)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
+	seen := make(chan struct{}, 1)
 	var echo *paho.Client
 	echo = paho.NewClient(paho.ClientConfig{Conn: packets.NewThreadSafeConn(conn), OnClientError: func(error) {},
 		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
-			if p := pr.Packet.Payload; len(p) > 0 && p[len(p)-1] == '}' && string(p[:7]) == `{"id":"` && !strings.Contains(string(p), `"echo"`) {
-				answer := append(p[:len(p)-1:len(p)-1], []byte(`,"echo":true}`)...)
-				go func() {
-					_, _ = echo.Publish(context.WithoutCancel(ctx), &paho.Publish{QoS: 1, Topic: cmd, Payload: answer, Properties: props})
-				}()
+			p := pr.Packet.Payload
+			if len(p) < 8 || p[len(p)-1] != '}' || string(p[:7]) != `{"id":"` || strings.Contains(string(p), `"echo"`) {
+				return true, nil
 			}
+			select {
+			case seen <- struct{}{}:
+			default:
+			}
+			answer := append(p[:len(p)-1:len(p)-1], []byte(`,"echo":true}`)...)
+			go func() {
+				_, _ = echo.Publish(context.WithoutCancel(ctx), &paho.Publish{QoS: 1, Topic: cmd, Payload: answer, Properties: props})
+			}()
 			return true, nil
 		}}})
 	if _, err := echo.Connect(ctx, &paho.Connect{ClientID: r.id + "-doctor-echo", CleanStart: true, KeepAlive: 30}); err != nil {
 		conn.Close()
-		return nil, err
+		return nil, false, err
 	}
 	defer func() { _ = echo.Disconnect(&paho.Disconnect{}) }()
-	if _, err := echo.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: cmd, QoS: 1}}}); err != nil {
-		return nil, err
+	if _, err := echo.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: cmd, QoS: 1, NoLocal: true}}}); err != nil {
+		return nil, false, err
 	}
-	var rtts []time.Duration
 	for i := range roundTrips {
 		id := fmt.Sprintf("doctor-%s-%d", randHex(4), i)
 		payload := fmt.Appendf(nil, `{"id":%q,"action":"ping"}`, id)
 		answer := fmt.Appendf(nil, `{"id":%q,"action":"ping","echo":true}`, id)
 		start := time.Now()
 		if _, err := cli.Publish(ctx, &paho.Publish{QoS: 1, Topic: cmd, Payload: payload, Properties: props}); err != nil {
-			return nil, err
+			return nil, reached, err
 		}
 		if !await(ctx, got, cmd, answer) {
-			return nil, fmt.Errorf("no answer from the second connection within %v", r.o.Timeout)
+			select {
+			case <-seen:
+				return nil, true, fmt.Errorf("no answer within %v", r.o.Timeout)
+			default:
+				return nil, reached, nil
+			}
 		}
+		reached = true
 		rtts = append(rtts, time.Since(start))
 	}
-	return rtts, nil
+	return rtts, true, nil
 }
 
 // hygiene looks at the broker from the device's side: a plain listener
