@@ -85,6 +85,8 @@ type Options struct {
 	// Browser finds the broker when broker.discover is set; nil is mDNS on
 	// broker.interfaces.
 	Browser discovery.Browser
+	// ProcRoot is where processes are listed ("" is /proc).
+	ProcRoot string
 }
 
 // DefaultTimeout bounds each network step.

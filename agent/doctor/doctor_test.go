@@ -101,8 +101,10 @@ func noResolver(_ context.Context, host string) ([]string, error) {
 	return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
 }
 
+// opts are the tests' options: the injected resolver, and an empty /proc
+// so the service check does not depend on the machine running the tests.
 func opts() doctor.Options {
-	return doctor.Options{LookupHost: resolver, Timeout: 5 * time.Second}
+	return doctor.Options{LookupHost: resolver, Timeout: 5 * time.Second, ProcRoot: "testdata/proc-empty"}
 }
 
 func dump(rs []doctor.Result) string {
@@ -487,5 +489,37 @@ func TestDiscover(t *testing.T) {
 	rs = doctor.Run(fx.ctx, cfg, none)
 	if f := firstFail(rs); f.Check != doctor.CheckResolve || !strings.Contains(f.Fix, "advertise the broker") {
 		t.Errorf("nothing advertised:\n%s", dump(rs))
+	}
+}
+
+// TestDaemonState: the service check finds `agent run` in a /proc and names
+// its systemd unit from its cgroup.
+func TestDaemonState(t *testing.T) {
+	fx := newFixture(t)
+	proc := t.TempDir()
+	write := func(pid, name, data string) {
+		if err := os.MkdirAll(filepath.Join(proc, pid), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(proc, pid, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("77", "cmdline", "/usr/bin/vim\x00notes\x00")
+	write("812", "cmdline", "/usr/bin/agent\x00run\x00--config\x00/etc/agent/agent.toml\x00")
+	write("812", "cgroup", "0::/system.slice/agent.service\n")
+	o := opts()
+	o.ProcRoot = proc
+	rs := doctor.Run(fx.ctx, fx.config("dev1", fx.dev, 0, ""), o)
+	last := rs[len(rs)-1]
+	if last.Check != doctor.CheckService || !strings.Contains(last.Detail, "runs as agent.service (pid 812)") {
+		t.Errorf("service: %+v", last)
+	}
+	if err := os.RemoveAll(filepath.Join(proc, "812")); err != nil {
+		t.Fatal(err)
+	}
+	rs = doctor.Run(fx.ctx, fx.config("dev1", fx.dev, 0, ""), o)
+	if last := rs[len(rs)-1]; !strings.Contains(last.Detail, "no agent daemon") {
+		t.Errorf("service without a daemon: %+v", last)
 	}
 }

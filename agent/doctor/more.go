@@ -201,9 +201,71 @@ func anonymousPlain(ctx context.Context, addr string, timeout time.Duration) (bo
 	return ca.ReasonCode == 0, nil
 }
 
-// service checks what the daemon needs on this board: the buffer directory
-// writable, and how much waits in it.
+// service checks what the daemon needs on this board: whether it runs (and
+// under which systemd unit), the buffer directory writable, and how much
+// waits in it.
 func (r *runner) service(context.Context) Result {
+	daemon := r.daemonState()
+	res := r.bufferState()
+	res.Detail = daemon + "; " + res.Detail
+	if res.Status == Pass && strings.HasPrefix(daemon, "no agent daemon") && systemdHost(r.o.ProcRoot) {
+		res.Status = Warn
+		res.Fix = "start it: systemctl enable --now agent (or see journalctl -u agent for why it stopped)"
+	}
+	return res
+}
+
+// systemdHost reports whether the board runs systemd (sd_booted(3)).
+func systemdHost(procRoot string) bool {
+	if procRoot != "/proc" && procRoot != "" {
+		return false // a test's fake /proc: no systemd around it
+	}
+	fi, err := os.Stat("/run/systemd/system")
+	return err == nil && fi.IsDir()
+}
+
+// daemonState finds `agent run` processes in /proc and the systemd unit of
+// the first (from its cgroup).
+func (r *runner) daemonState() string {
+	root := r.o.ProcRoot
+	if root == "" {
+		root = "/proc"
+	}
+	ents, err := os.ReadDir(root)
+	if err != nil {
+		return "processes cannot be listed (" + err.Error() + ")"
+	}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		raw, err := os.ReadFile(filepath.Join(root, e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(strings.TrimRight(string(raw), "\x00"), "\x00")
+		if len(args) < 2 || filepath.Base(args[0]) != "agent" || args[1] != "run" {
+			continue
+		}
+		unit := ""
+		if cg, err := os.ReadFile(filepath.Join(root, e.Name(), "cgroup")); err == nil {
+			for _, f := range strings.FieldsFunc(string(cg), func(c rune) bool { return c == '/' || c == '\n' }) {
+				if strings.HasSuffix(f, ".service") {
+					unit = f
+				}
+			}
+		}
+		if unit != "" {
+			return fmt.Sprintf("the agent daemon runs as %s (pid %d)", unit, pid)
+		}
+		return fmt.Sprintf("the agent daemon runs (pid %d), not under a systemd service", pid)
+	}
+	return "no agent daemon (agent run) is running"
+}
+
+// bufferState checks buffer.dir.
+func (r *runner) bufferState() Result {
 	dir := r.cfg.Buffer.Dir
 	if dir == "" {
 		return Result{Check: CheckService, Status: Warn, Detail: "buffer.dir is not set: readings made while the broker is away are kept in memory only",
