@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -256,11 +255,9 @@ func (c *recConn) write(p []byte) (int, error) {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		if c.first == nil {
-			_ = c.Conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-			if _, rerr := c.Conn.Read(make([]byte, 1)); rerr != nil && strings.Contains(rerr.Error(), "remote error") {
-				c.first = rerr
-			} else {
-				c.first = err
+			c.first = err
+			if alert := tlsclient.FetchAlert(c.Conn); alert != nil {
+				c.first = alert
 			}
 		}
 	}

@@ -267,3 +267,25 @@ func explainAlert(err error) (string, bool) {
 	}
 	return fmt.Sprintf("The broker rejected the connection with TLS alert %q: see the broker log.", text), true
 }
+
+// IsAlert reports whether err is a TLS alert the peer sent.
+func IsAlert(err error) bool {
+	if oe, ok := errors.AsType[*net.OpError](err); ok && oe.Op == "remote error" {
+		return true
+	}
+	_, ok := errors.AsType[tls.AlertError](err)
+	return ok
+}
+
+// FetchAlert reads the TLS alert that a failed write can hide. Under TLS
+// 1.3 the broker refuses our certificate after the handshake and may reset
+// the connection before anything is read: the write fails with "connection
+// reset" while the alert that says why sits in the receive buffer. A short
+// read (200 ms at most) fetches it; nil when there is none.
+func FetchAlert(c net.Conn) error {
+	_ = c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	if _, err := c.Read(make([]byte, 1)); err != nil && IsAlert(err) {
+		return err
+	}
+	return nil
+}

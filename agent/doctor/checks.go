@@ -334,20 +334,10 @@ func (r *runner) tlsFailed(err error) Result {
 }
 
 // isAlert reports whether err is a TLS alert from the broker.
-func isAlert(err error) bool {
-	var oe *net.OpError
-	if errors.As(err, &oe) && oe.Op == "remote error" {
-		return true
-	}
-	var ae tls.AlertError
-	return errors.As(err, &ae)
-}
+func isAlert(err error) bool { return tlsclient.IsAlert(err) }
 
-// alertConn keeps a TLS alert that a failed write hides. Under TLS 1.3 the
-// broker refuses our certificate after the handshake and may reset the
-// connection before paho reads anything: the CONNECT write fails with
-// "connection reset" while the alert that says why sits in the receive
-// buffer, so a short read fetches it.
+// alertConn keeps a TLS alert that a failed write or read hides
+// (tlsclient.FetchAlert says why).
 type alertConn struct {
 	net.Conn
 	mu  sync.Mutex
@@ -376,10 +366,7 @@ func (c *alertConn) probe() {
 	if c.err != nil {
 		return
 	}
-	_ = c.Conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-	if _, err := c.Conn.Read(make([]byte, 1)); err != nil && isAlert(err) {
-		c.err = err
-	}
+	c.err = tlsclient.FetchAlert(c.Conn)
 }
 
 func (c *alertConn) alert() error { c.mu.Lock(); defer c.mu.Unlock(); return c.err }
