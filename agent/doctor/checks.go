@@ -15,6 +15,7 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"os/user"
 	"slices"
 	"strconv"
 	"strings"
@@ -86,6 +87,9 @@ func (r *runner) credentials(context.Context) Result {
 	if r.id == "" {
 		r.id = cn
 	}
+	if res, bad := r.serviceUserAccess(files); bad {
+		return res
+	}
 	left := leaf.NotAfter.Sub(now)
 	d := fmt.Sprintf("tls.cert CN=%s, %s key, issued by %s, valid until %s (%d days)",
 		cn, keyKind(leaf), name1(leaf.Issuer.CommonName, leaf.Issuer.String()), date(leaf.NotAfter), int(left/day))
@@ -99,6 +103,47 @@ func (r *runner) credentials(context.Context) Result {
 			Fix:    fix}
 	}
 	return Result{Check: CheckCredentials, Status: Pass, Detail: d}
+}
+
+// serviceUserAccess checks the credential files as the service user would
+// open them (the packaged unit runs as Options.ServiceUser): readable, and
+// the key owned by that user or root. No such user: nothing to check.
+func (r *runner) serviceUserAccess(f tlsclient.Files) (Result, bool) {
+	u, err := user.Lookup(r.o.ServiceUser)
+	if err != nil {
+		return Result{}, false
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gids := map[int]bool{}
+	if gs, err := u.GroupIds(); err == nil {
+		for _, g := range gs {
+			n, _ := strconv.Atoi(g)
+			gids[n] = true
+		}
+	}
+	for _, file := range []struct{ key, path string }{{"tls.ca", f.CA}, {"tls.cert", f.Cert}, {"tls.key", f.Key}} {
+		fi, err := os.Stat(file.path)
+		if err != nil {
+			continue // Load has judged it
+		}
+		st, ok := fi.Sys().(*syscall.Stat_t)
+		if !ok {
+			continue
+		}
+		mode := fi.Mode().Perm()
+		readable := uid == 0 || (int(st.Uid) == uid && mode&0o400 != 0) || (gids[int(st.Gid)] && mode&0o040 != 0) || mode&0o004 != 0
+		if !readable {
+			return fail(CheckCredentials,
+				fmt.Sprintf("%s %s (owner uid %d, mode %04o) cannot be read by the service user %s (uid %d)", file.key, file.path, st.Uid, mode, u.Username, uid),
+				fmt.Sprintf("chown %s %s (and keep a key at mode 0600)", u.Username, file.path)), true
+		}
+		if file.key == "tls.key" && int(st.Uid) != uid && st.Uid != 0 {
+			return fail(CheckCredentials,
+				fmt.Sprintf("tls.key %s is owned by uid %d, neither the service user %s nor root", file.path, st.Uid, u.Username),
+				fmt.Sprintf("chown %s %s; chmod 600 %s", u.Username, file.path, file.path)), true
+		}
+	}
+	return Result{}, false
 }
 
 func name(c *x509.Certificate) string {
@@ -479,8 +524,11 @@ func connackFix(code byte, id string) string {
 
 func (r *runner) publish(ctx context.Context, cli *paho.Client) Result {
 	prefix := r.cfg.MQTT.Prefix
-	topic := prefix + "/" + r.id + "/doctor"
-	payload, _ := json.Marshal(map[string]any{"doctor": true, "ts": r.o.Now().UTC().Format(time.RFC3339)})
+	// A reading-shaped message on a telemetry topic of its own: the same
+	// ACL line covers the status topic, which the doctor leaves alone (a
+	// publish there would rewrite what the fleet sees of this device).
+	topic := prefix + "/" + r.id + "/telemetry/doctor"
+	payload, _ := json.Marshal(map[string]any{"ts": r.o.Now().UTC().Format("2006-01-02T15:04:05.000Z07:00"), "sensor": "doctor", "type": "doctor", "seq": 0, "values": map[string]any{}})
 	pctx, cancel := context.WithTimeout(ctx, r.o.Timeout)
 	defer cancel()
 	pr, err := cli.Publish(pctx, &paho.Publish{QoS: 1, Topic: topic, Payload: payload})

@@ -87,6 +87,9 @@ type Options struct {
 	Browser discovery.Browser
 	// ProcRoot is where processes are listed ("" is /proc).
 	ProcRoot string
+	// ServiceUser is the user the daemon runs as ("" is "agent", the
+	// packaged unit's); the credential files must be readable by it.
+	ServiceUser string
 }
 
 // DefaultTimeout bounds each network step.
@@ -160,6 +163,9 @@ func Run(ctx context.Context, cfg *config.Config, o Options) []Result {
 	}
 	if o.PlainPort == 0 {
 		o.PlainPort = 1883
+	}
+	if o.ServiceUser == "" {
+		o.ServiceUser = "agent"
 	}
 	r := &runner{cfg: cfg, o: o, got: make(chan *paho.Publish, 64)}
 	defer func() {

@@ -14,7 +14,9 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -166,7 +168,7 @@ func TestHealthy(t *testing.T) {
 			t.Errorf("tls detail lacks %q: %s", w, tlsDetail)
 		}
 	}
-	if !strings.Contains(rs[6].Detail, "edge/dev1/doctor") {
+	if !strings.Contains(rs[6].Detail, "edge/dev1/telemetry/doctor") {
 		t.Errorf("publish detail: %s", rs[6].Detail)
 	}
 	t.Log("\n" + dump(rs))
@@ -421,7 +423,7 @@ func TestCLI(t *testing.T) {
 		if code != cli.ExitOK {
 			t.Fatalf("exit %d, want 0:\n%s%s", code, out, errs)
 		}
-		for _, w := range []string{"PASS  config ", "PASS  publish ", "edge/dev1/doctor"} {
+		for _, w := range []string{"PASS  config ", "PASS  publish ", "edge/dev1/telemetry/doctor"} {
 			if !strings.Contains(out, w) {
 				t.Errorf("output lacks %q:\n%s", w, out)
 			}
@@ -521,5 +523,37 @@ func TestDaemonState(t *testing.T) {
 	rs = doctor.Run(fx.ctx, fx.config("dev1", fx.dev, 0, ""), o)
 	if last := rs[len(rs)-1]; !strings.Contains(last.Detail, "no agent daemon") {
 		t.Errorf("service without a daemon: %+v", last)
+	}
+}
+
+// TestServiceUser: credential files the service user cannot read are named
+// (here the service user is "nobody"; the key stays root's 0600).
+func TestServiceUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the files must belong to someone else than the service user")
+	}
+	nobody, err := user.Lookup("nobody")
+	if err != nil {
+		t.Skip("no user nobody on this machine")
+	}
+	fx := newFixture(t)
+	o := opts()
+	o.ServiceUser = "nobody"
+	cfg := fx.config("dev1", fx.dev, 0, "")
+	// The test's temp dirs are 0700 root: let nobody through to the files.
+	for d := filepath.Dir(fx.dev.Key); d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
+		_ = os.Chmod(d, 0o755)
+	}
+	rs := doctor.Run(fx.ctx, cfg, o)
+	f := firstFail(rs)
+	if f.Check != doctor.CheckCredentials || !strings.Contains(f.Detail, "cannot be read by the service user nobody") || !strings.Contains(f.Fix, "chown nobody "+fx.dev.Key) {
+		t.Fatalf("key unreadable by the service user:\n%s", dump(rs))
+	}
+	uid, _ := strconv.Atoi(nobody.Uid)
+	if err := os.Chown(fx.dev.Key, uid, -1); err != nil {
+		t.Fatal(err)
+	}
+	if rs := doctor.Run(fx.ctx, cfg, o); doctor.Failed(rs) {
+		t.Errorf("key owned by the service user:\n%s", dump(rs))
 	}
 }
