@@ -17,6 +17,7 @@ import (
 	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 
+	"github.com/edgeagent/agent/agent/buffer"
 	"github.com/edgeagent/agent/tlsclient"
 )
 
@@ -282,18 +283,12 @@ func (r *runner) bufferState() Result {
 	}
 	f.Close()
 	os.Remove(f.Name())
-	var n int
-	var size int64
-	ents, _ := os.ReadDir(dir)
-	for _, e := range ents {
-		if filepath.Ext(e.Name()) == ".seg" {
-			if fi, err := e.Info(); err == nil {
-				n++
-				size += fi.Size()
-			}
-		}
+	sum, err := buffer.Inspect(dir)
+	if err != nil {
+		return fail(CheckService, fmt.Sprintf("buffer.dir %s cannot be read: %v", dir, err), "make it readable by the user the agent runs as")
 	}
-	return Result{Check: CheckService, Status: Pass, Detail: fmt.Sprintf("buffer.dir %s is writable; %d segment file(s), %d bytes waiting or not yet deleted", dir, n, size)}
+	return Result{Check: CheckService, Status: Pass,
+		Detail: fmt.Sprintf("buffer.dir %s is writable; queue depth %d (readings the broker has not acknowledged yet), %d record(s) in %d segment file(s)", dir, sum.Waiting, sum.Records, sum.Segments)}
 }
 
 func randHex(n int) string {
