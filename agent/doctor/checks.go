@@ -287,6 +287,9 @@ func (r *runner) discover(ctx context.Context, detail string) Result {
 	}
 	c := cands[0]
 	r.addr = c.Addr.String()
+	for _, x := range cands[1:] {
+		r.more = append(r.more, x.Addr.String())
+	}
 	return Result{Check: CheckResolve, Status: Pass,
 		Detail: detail + fmt.Sprintf("; mDNS: %q at %s (%d candidate(s); the TLS check verifies it)", c.Instance, c.Addr, len(cands))}
 }
@@ -339,6 +342,14 @@ func (r *runner) tls(ctx context.Context) Result {
 	dctx, cancel := context.WithTimeout(ctx, r.o.Timeout)
 	defer cancel()
 	conn, err := tlsclient.Dial(dctx, r.addr, cfg)
+	var refused []string
+	for err != nil && len(r.more) > 0 {
+		// Discovered candidates are tried in turn, as the daemon does:
+		// an advertisement only proposes an address, TLS decides.
+		refused = append(refused, fmt.Sprintf("%s (%s)", r.addr, firstSentence(tlsclient.Explain(err, host))))
+		r.addr, r.more = r.more[0], r.more[1:]
+		conn, err = tlsclient.Dial(dctx, r.addr, cfg)
+	}
 	if err != nil {
 		return r.tlsFailed(err)
 	}
@@ -359,8 +370,20 @@ func (r *runner) tls(ctx context.Context) Result {
 				leaf.Subject.CommonName, issuer, tls.VersionName(cs.Version)),
 			Fix: fmt.Sprintf("reissue the broker certificate with subjectAltName=DNS:%s (agent broker-config --ca-dir DIR --host %s), then remove tls.legacy_cn", host, host)}
 	}
-	return Result{Check: CheckTLS, Status: Pass,
-		Detail: fmt.Sprintf("%s, broker certificate for %s issued by %s, verified for %s", tls.VersionName(cs.Version), strings.Join(sans, ", "), issuer, host)}
+	detail := fmt.Sprintf("%s, broker certificate for %s issued by %s, verified for %s at %s", tls.VersionName(cs.Version), strings.Join(sans, ", "), issuer, host, r.addr)
+	if len(refused) > 0 {
+		return Result{Check: CheckTLS, Status: Warn, Detail: detail + "; refused first: " + strings.Join(refused, "; "),
+			Fix: "other hosts advertise the broker's service but fail verification (a spoofer or a stale advertisement): set broker.instance to the right one, or remove the wrong advertisement"}
+	}
+	return Result{Check: CheckTLS, Status: Pass, Detail: detail}
+}
+
+// firstSentence cuts an explanation to its first sentence.
+func firstSentence(s string) string {
+	if i := strings.Index(s, ": "); i > 0 {
+		return s[:i]
+	}
+	return s
 }
 
 // tlsFailed explains a refused handshake. The broker's "expired

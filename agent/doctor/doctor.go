@@ -140,8 +140,9 @@ type runner struct {
 	cfg   *config.Config
 	o     Options
 	creds *tlsclient.Credentials
-	id    string // the MQTT user: id, or the certificate's CN
-	addr  string // host:port to dial; "" when there is none
+	id    string   // the MQTT user: id, or the certificate's CN
+	addr  string   // host:port to dial; "" when there is none
+	more  []string // further discovered candidates, tried in turn by the TLS check
 	conn  net.Conn
 	got   chan *paho.Publish // what the doctor's MQTT client receives
 }

@@ -545,3 +545,35 @@ func TestDoctorTimeout(t *testing.T) {
 		t.Errorf("doctor output:\n%s", out)
 	}
 }
+
+// TestDoctorDiscovers: with broker.discover, `agent doctor` on host B finds
+// the broker over real mDNS, skips the spoofer that fails verification
+// (and says so), and reaches the MQTT checks.
+func TestDoctorDiscovers(t *testing.T) {
+	l := newDiscoLab(t)
+	ctx, cancel := context.WithTimeout(l.fx.ctx, 40*time.Second)
+	defer cancel()
+	out, err := l.b.Command(ctx, agentBin, "doctor", "--config", l.cfg, "--json").Output()
+	if err != nil {
+		if _, ok := err.(*exec.ExitError); !ok {
+			t.Fatal(err)
+		}
+	}
+	var rs []struct{ Check, Status, Detail, Fix string }
+	if err := json.Unmarshal(out, &rs); err != nil {
+		t.Fatalf("doctor --json: %v\n%s", err, out)
+	}
+	by := map[string]struct{ Status, Detail string }{}
+	for _, r := range rs {
+		by[r.Check] = struct{ Status, Detail string }{r.Status, r.Detail}
+	}
+	if r := by["resolve"]; r.Status != "pass" || !strings.Contains(r.Detail, "mDNS") {
+		t.Errorf("resolve: %+v\n%s", r, out)
+	}
+	if r := by["tls"]; r.Status == "fail" || !strings.Contains(r.Detail, "198.18.0.10") {
+		t.Errorf("tls: %+v\n%s", r, out)
+	}
+	if r := by["publish"]; r.Status != "pass" {
+		t.Errorf("publish: %+v\n%s", r, out)
+	}
+}
