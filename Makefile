@@ -63,6 +63,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzCandidates -fuzztime $(FUZZTIME) ./discovery
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./agent/buffer
 	$(GO) test -run '^$$' -fuzz FuzzScanSegment -fuzztime $(FUZZTIME) ./agent/buffer
+	$(GO) test -run '^$$' -fuzz FuzzHostsAddrs -fuzztime $(FUZZTIME) ./agent/doctor
 	$(GO) test -run '^$$' -fuzz FuzzObserve -fuzztime $(FUZZTIME) ./agent/fleet
 	$(GO) test -run '^$$' -fuzz FuzzRender -fuzztime $(FUZZTIME) ./agent/brokerconf
 	$(GO) test -run '^$$' -fuzz FuzzLoadIndex -fuzztime $(FUZZTIME) ./pki
