@@ -495,54 +495,49 @@ func TestSilentLinkLoss(t *testing.T) {
 	t.Logf("reconnected %v after the link healed", time.Since(healed).Round(100*time.Millisecond))
 }
 
-// TestDoctorNoRoute: `agent doctor` on a host whose broker address has no
-// host behind it names the TCP layer and "no route".
-func TestDoctorNoRoute(t *testing.T) {
-	fx, _, hostB := twoHosts(t)
-	dev, err := fx.fleet.Device("dev1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	conf := filepath.Join(fx.dir, "dev1.toml")
-	// 198.18.0.99: in the lab's subnet, nobody answers its ARP.
-	if err := os.WriteFile(conf, []byte(agentTOML(fx, dev, `address = "198.18.0.99"`, "")), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(fx.ctx, 30*time.Second)
-	defer cancel()
-	out, err := hostB.Command(ctx, agentBin, "doctor", "--config", conf, "--timeout", "10s").CombinedOutput()
-	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
-		t.Fatalf("doctor: %v, want exit 1:\n%s", err, out)
-	}
-	if !strings.Contains(string(out), "FAIL  tcp") || !strings.Contains(string(out), "no route") {
-		t.Errorf("doctor output:\n%s", out)
-	}
-}
-
-// TestDoctorTimeout: packets to the broker vanish (a neighbour entry whose
-// MAC nobody has): the TCP check names a timeout.
-func TestDoctorTimeout(t *testing.T) {
-	fx, _, hostB := twoHosts(t)
-	if err := exec.Command("ip", "-n", hostB.NS, "neigh", "add", "198.18.0.98", "lladdr", "02:00:00:00:00:98",
-		"dev", hostB.Iface, "nud", "permanent").Run(); err != nil {
-		t.Fatal(err)
-	}
-	dev, err := fx.fleet.Device("dev1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	conf := filepath.Join(fx.dir, "dev1.toml")
-	if err := os.WriteFile(conf, []byte(agentTOML(fx, dev, `address = "198.18.0.98"`, "")), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(fx.ctx, 30*time.Second)
-	defer cancel()
-	out, err := hostB.Command(ctx, agentBin, "doctor", "--config", conf, "--timeout", "1s").CombinedOutput()
-	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
-		t.Fatalf("doctor: %v, want exit 1:\n%s", err, out)
-	}
-	if !strings.Contains(string(out), "FAIL  tcp") || !strings.Contains(string(out), "timeout") || !strings.Contains(string(out), "firewall") {
-		t.Errorf("doctor output:\n%s", out)
+// TestDoctorTCPFaults: `agent doctor` on host B names the TCP layer's fault
+// when the broker's address has no host behind it (no route: nobody answers
+// its ARP) and when packets to it vanish (a neighbour entry whose MAC
+// nobody has: timeout).
+func TestDoctorTCPFaults(t *testing.T) {
+	for _, c := range []struct {
+		name, addr, timeout string
+		setup               func(t *testing.T, hostB *netlab.Host)
+		want                []string
+	}{
+		{"no route", "198.18.0.99", "10s", nil, []string{"no route"}},
+		{"timeout", "198.18.0.98", "1s", func(t *testing.T, hostB *netlab.Host) {
+			if err := exec.Command("ip", "-n", hostB.NS, "neigh", "add", "198.18.0.98", "lladdr", "02:00:00:00:00:98",
+				"dev", hostB.Iface, "nud", "permanent").Run(); err != nil {
+				t.Fatal(err)
+			}
+		}, []string{"timeout", "firewall"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			fx, _, hostB := twoHosts(t)
+			if c.setup != nil {
+				c.setup(t, hostB)
+			}
+			dev, err := fx.fleet.Device("dev1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			conf := filepath.Join(fx.dir, "dev1.toml")
+			if err := os.WriteFile(conf, []byte(agentTOML(fx, dev, fmt.Sprintf("address = %q", c.addr), "")), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(fx.ctx, 30*time.Second)
+			defer cancel()
+			out, err := hostB.Command(ctx, agentBin, "doctor", "--config", conf, "--timeout", c.timeout).CombinedOutput()
+			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+				t.Fatalf("doctor: %v, want exit 1:\n%s", err, out)
+			}
+			for _, w := range append([]string{"FAIL  tcp"}, c.want...) {
+				if !strings.Contains(string(out), w) {
+					t.Errorf("doctor output lacks %q:\n%s", w, out)
+				}
+			}
+		})
 	}
 }
 
