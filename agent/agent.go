@@ -24,6 +24,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -114,6 +115,8 @@ type Daemon struct {
 	reconnects atomic.Uint64 // connections made (the first counts)
 	refused    refusals
 	attempt    attemptState
+	notify     *notifier     // systemd's notify socket (nil: none)
+	beat       chan struct{} // the watchdog's probe, served by an idle announceLoop
 }
 
 // New checks the config and credentials and builds the parts. Every error
@@ -127,6 +130,7 @@ func New(o Options) (*Daemon, error) {
 		cfg: cfg, log: o.Logger, now: o.Now, version: o.Version, stopTO: o.ShutdownTimeout,
 		sensorBy: map[string]sensors.Sensor{}, intervals: map[string]time.Duration{}, actBy: map[string]sensors.Actuator{},
 		queue: newCmdQueue(maxQueued), window: newSendWindow(), pins: make(chan netip.Addr, 1), dedup: newDedup(dedupSize), up: make(chan context.Context, 1),
+		beat: make(chan struct{}),
 	}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
@@ -226,8 +230,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 	// The connection outlives ctx by the shutdown: offline must still go out.
 	connCtx, connCancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer connCancel()
+	d.notify = newNotifier(os.Getenv, os.Getpid())
 	cm := newMQTTLink(d)
 	d.cm = cm
+	// Ready once configured and dialling, not once connected: a board
+	// often boots before its broker, and units ordered after the agent
+	// must not wait for the network. Sent just before the link manager
+	// starts so READY=1 always precedes its first STATUS.
+	d.notify.Send("READY=1\nSTATUS=connecting to " + d.brokerLabel())
 	go cm.run(connCtx)
 	d.log.Info("agent starting", "version", d.version, "role", d.cfg.Role, "broker", d.brokerLabel(),
 		"sensors", len(d.sensors), "actuators", len(d.actuators))
@@ -238,6 +248,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	g.Go(func() error { return d.pinLoop(gctx) })
 	g.Go(func() error { return d.sendLoop(gctx) })
 	g.Go(func() error { return d.healthLoop(gctx) })
+	if n := d.notify; n != nil && n.watchdog > 0 {
+		g.Go(func() error { return d.watchdogLoop(gctx, n, d.stallLimit()) })
+	}
 	if d.fleet != nil {
 		g.Go(func() error { return d.fleetLoop(gctx) })
 	}
@@ -263,6 +276,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return sched.Run(gctx, func(r sensors.Reading) { d.publishReading(gctx, r) })
 	})
 	runErr := g.Wait()
+	d.notify.Send("STOPPING=1")
 
 	sctx, cancel := context.WithTimeout(context.Background(), d.stopTO)
 	defer cancel()
@@ -304,6 +318,8 @@ func (d *Daemon) announceLoop(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-d.beat: // idle, hence responsive (watchdogLoop)
+			continue
 		case lctx = <-d.up:
 		}
 		if err := d.subscribe(lctx); err != nil && lctx.Err() == nil {

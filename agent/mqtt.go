@@ -95,6 +95,7 @@ func (m *mqttLink) run(ctx context.Context) {
 			why := d.explainConnect(err)
 			d.setLastError(why)
 			d.log.Warn("broker connection failed", "broker", d.brokerLabel(), "cause", why)
+			d.notify.status("broker unreachable: " + why)
 			continue
 		}
 		first, attempt = false, 0
@@ -187,6 +188,7 @@ func (m *mqttLink) up() {
 	d.flaps.up(d.now())
 	d.reconnects.Add(1)
 	d.log.Info("connected", "broker", d.brokerLabel())
+	d.notify.status("connected to " + d.brokerLabel())
 	ctx := d.link.up()
 	// Only this goroutine sends; a pending signal is for a connection that
 	// is already gone, so replace it.
@@ -202,6 +204,7 @@ func (m *mqttLink) down() {
 	d.link.down()
 	d.flaps.down(d.now())
 	d.log.Warn("connection lost; reconnecting", "broker", d.brokerLabel())
+	d.notify.status("broker unreachable: connection lost; reconnecting")
 }
 
 // client returns the connected client, or nil.

@@ -1,0 +1,60 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+
+	"github.com/edgeagent/agent/agent/config"
+	"github.com/edgeagent/agent/tlsclient"
+)
+
+// Reload re-reads the config file's tls section and the credential files
+// (SIGHUP: a certificate replaced by hand or by another tool), builds the
+// new credentials completely and only then swaps them in, so the next
+// handshake presents them with no reconnect. On any failure the old
+// credentials stay and the error names the file to fix.
+//
+// Only the credentials are applied live: the rest of the file, the CA
+// trusted for the broker and tls.legacy_cn are fixed for the process, and a
+// change to them is logged as needing a restart.
+func (d *Daemon) Reload(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	// The role as the daemon runs it, so a --role override is checked the
+	// same way again.
+	cfg, err := config.LoadRole(d.cfg.Path, d.cfg.Role)
+	if err != nil {
+		return fmt.Errorf("reload: %w", err)
+	}
+	files := tlsclient.Files{CA: cfg.TLS.CA, Cert: cfg.TLS.Cert, Key: cfg.TLS.Key}
+	creds, err := tlsclient.Load(files, d.now())
+	if err != nil {
+		return fmt.Errorf("reload: config %s: %w; keeping the current credentials", cfg.Path, err)
+	}
+	// The broker's ACL is keyed by the CN: a certificate for another id
+	// would connect and then be refused every topic.
+	if cn := creds.Cert.Leaf.Subject.CommonName; cn != d.id {
+		return fmt.Errorf("reload: config %s: tls.cert %s has CN %q, but this agent runs as %q: issue the certificate for %q, or restart the agent to change its id; keeping the current credentials",
+			cfg.Path, files.Cert, cn, d.id, d.id)
+	}
+	old := d.creds.Current()
+	d.creds.Swap(creds)
+	d.log.Info("credentials reloaded", "cert", files.Cert, "serial", creds.Cert.Leaf.SerialNumber.String(),
+		"expires", creds.Cert.Leaf.NotAfter.UTC().Format("2006-01-02T15:04:05Z"))
+
+	// The broker's roots were fixed in tls.Config at start (tlsclient.Config).
+	if old != nil && !creds.Roots.Equal(old.Roots) {
+		d.log.Warn("tls.ca changed: the new client certificate is in use, but the broker is still verified against the CA loaded at start; restart the agent to trust the new CA", "ca", files.CA)
+	}
+	if cfg.TLS.LegacyCN != d.cfg.TLS.LegacyCN {
+		d.log.Warn("tls.legacy_cn changed: restart the agent to apply it", "config", cfg.Path)
+	}
+	rest, cur := *cfg, *d.cfg
+	rest.TLS, cur.TLS = config.TLS{}, config.TLS{}
+	if !reflect.DeepEqual(rest, cur) {
+		d.log.Warn("config changed outside [tls]: only the credentials are applied live; restart the agent to apply the rest", "config", cfg.Path)
+	}
+	return nil
+}
