@@ -15,9 +15,11 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"runtime/debug"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/edgeagent/agent/agent"
@@ -84,7 +86,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, version s
 	case "doctor":
 		return doctorCmd(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
-		fmt.Fprintf(stdout, "agent %s\n", version)
+		fmt.Fprintln(stdout, versionLine(version))
 		return ExitOK
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
@@ -131,11 +133,44 @@ func run(ctx context.Context, args []string, stderr io.Writer, version string) i
 	if err != nil {
 		return refuse(stderr, err)
 	}
+	stopReload := reloadOnHangup(ctx, d, log)
+	defer stopReload()
 	if err := d.Run(ctx); err != nil {
 		log.Error("agent failed", "err", err)
 		return ExitFailure
 	}
 	return ExitOK
+}
+
+// reloadOnHangup reloads the credentials at each SIGHUP (systemctl reload)
+// while the daemon runs; a failed reload is logged and the daemon keeps
+// its current credentials. It is here, not in main's signal context,
+// because a hangup is not a reason to stop.
+func reloadOnHangup(ctx context.Context, d *agent.Daemon, log *slog.Logger) (stop func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+			}
+			if err := d.Reload(ctx); err != nil {
+				log.Error("SIGHUP: reload failed; the current credentials stay in use", "err", err)
+				continue
+			}
+			log.Info("SIGHUP: credentials reloaded")
+		}
+	}()
+	return func() {
+		signal.Stop(hup)
+		cancel()
+		<-done
+	}
 }
 
 // printJSONList prints a list as indented JSON, [] rather than null when
