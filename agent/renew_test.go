@@ -98,6 +98,14 @@ func TestRenewalReconnectsWithNewCert(t *testing.T) {
 	r := e.startOpts(cfg, Options{Hardware: &sensors.Env{SysRoot: "/sys", ProcRoot: "/proc", Clock: clock}})
 	waitMsg(t, sub, `"state":"online"`)
 	r.waitLog(t, "certificate renewal scheduled", 5*time.Second)
+	// The renewer's timer is armed just after that line: advance only then.
+	deadline := time.Now().Add(5 * time.Second)
+	for clock.Timers() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the renewer armed no timer within 5s")
+		}
+		time.Sleep(time.Millisecond)
+	}
 
 	// 21 days on, past two thirds of 30 days less the jitter: renew.
 	clock.Advance(21 * 24 * time.Hour)

@@ -64,10 +64,20 @@ func (rn *Renewer) Run(ctx context.Context) error {
 	if draw == nil {
 		draw = rand.Float64
 	}
-	timer := clock.NewTimer(time.Hour)
-	defer timer.Stop()
+	// The timer is made at the first wait, so it is armed only with a real
+	// deadline (a test's fake clock sees exactly the waits).
+	var timer sensors.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
 	wait := func(d time.Duration) bool {
-		timer.Reset(max(d, 0))
+		if timer == nil {
+			timer = clock.NewTimer(max(d, 0))
+		} else {
+			timer.Reset(max(d, 0))
+		}
 		select {
 		case <-ctx.Done():
 			return false
