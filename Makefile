@@ -23,7 +23,7 @@ NFPM := bin/nfpm
 DEMO_SECONDS ?= 0
 FUZZTIME ?= 30s
 
-.PHONY: all deps build cross deb deb-package demo test vet bench fuzz clean
+.PHONY: all deps build cross deb deb-package demo test test-arm vet bench fuzz clean
 
 all: build
 
@@ -79,6 +79,16 @@ vet:
 
 test: deps vet
 	$(GO) test -race -count=1 -timeout 15m ./...
+	$(MAKE) test-arm
+
+# The unit tests that need neither Mosquitto nor namespaces of their own,
+# built for arm64 and armv7 and run under qemu-user (the boards' CPUs).
+# AGENT_TEST_EMULATOR lets tests that re-run their own binary put qemu in
+# front of it (no binfmt_misc here).
+ARM_TEST_PKGS = $(shell $(GO) list ./... | grep -v -E '/cmd/agent$$|/agent$$|/agent/(doctor|brokerconf)$$|/internal/(brokertest|netlab|demo|packaging|benchsuite|requester)$$')
+test-arm: deps
+	AGENT_TEST_EMULATOR=qemu-aarch64-static GOARCH=arm64 $(GO) test -short -count=1 -timeout 10m -exec qemu-aarch64-static $(ARM_TEST_PKGS)
+	AGENT_TEST_EMULATOR=qemu-arm-static GOARCH=arm GOARM=7 $(GO) test -short -count=1 -timeout 10m -exec qemu-arm-static $(ARM_TEST_PKGS)
 
 # Figures beside their references (mosquitto_pub, mosquitto_sub, the broker alone).
 # agent-bench prints the suite's table and writes it to docs/bench.md (the README links it).

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edgeagent/agent/internal/testexec"
 )
 
 // Child processes are the test binary run again with these variables set.
@@ -59,11 +61,11 @@ func TestHelperProcess(t *testing.T) {
 // arguments are followed by the test binary and its arguments.
 func helperCommand(t *testing.T, ctx context.Context, mode, path string, wrap ...string) *exec.Cmd {
 	t.Helper()
-	exe, err := os.Executable()
+	self, err := testexec.Self()
 	if err != nil {
 		t.Fatal(err)
 	}
-	args := append(wrap, exe, "-test.run=^TestHelperProcess$", "-test.v")
+	args := append(append(wrap, self...), "-test.run=^TestHelperProcess$", "-test.v")
 	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
 	cmd.Env = append(os.Environ(), helperEnv+"="+mode, helperPathEnv+"="+path)
 	cmd.WaitDelay = 5 * time.Second

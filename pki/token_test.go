@@ -18,6 +18,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/edgeagent/agent/internal/testexec"
 )
 
 func TestTokenID(t *testing.T) {
@@ -306,7 +308,11 @@ func TestConcurrentNewToken(t *testing.T) {
 	)
 	var cmds []*exec.Cmd
 	for p := range procs {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestHelperMakeTokens$", "-test.count=1")
+		self, err := testexec.Self()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(self[0], append(self[1:], "-test.run=^TestHelperMakeTokens$", "-test.count=1")...)
 		cmd.Env = append(os.Environ(), "PKI_TEST_TOKEN_DIR="+d.Path, fmt.Sprintf("PKI_TEST_TOKEN_N=%d", perProc), fmt.Sprintf("PKI_TEST_TOKEN_ID=proc%d", p))
 		cmds = append(cmds, cmd)
 	}

@@ -11,6 +11,7 @@ have ip || need+=(iproute2)
 have stdbuf || need+=(coreutils)
 have /usr/sbin/avahi-daemon || need+=(avahi-daemon)   # discovery tests, inside namespaces only
 have openssl || need+=(openssl)
+have qemu-aarch64-static && have qemu-arm-static || need+=(qemu-user-static)   # make test-arm
 
 if ! have go && [ ! -x /usr/local/go/bin/go ]; then
   echo "deps: Go is not installed: install Go 1.26 or newer (https://go.dev/doc/install)" >&2

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/edgeagent/agent/internal/testexec"
 )
 
 // Child processes are the test binary run again with these variables set.
@@ -114,11 +116,11 @@ func appendLoop(t *testing.T, dir string) {
 // doing mode on dir, through wrap (e.g. unshare) when given.
 func helperCommand(t *testing.T, ctx context.Context, mode, dir string, wrap ...string) *exec.Cmd {
 	t.Helper()
-	exe, err := os.Executable()
+	self, err := testexec.Self()
 	if err != nil {
 		t.Fatal(err)
 	}
-	args := append(wrap, exe, "-test.run=^TestHelperProcess$", "-test.v")
+	args := append(append(wrap, self...), "-test.run=^TestHelperProcess$", "-test.v")
 	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
 	cmd.Env = append(os.Environ(), helperEnv+"="+mode, helperDirEnv+"="+dir)
 	cmd.WaitDelay = 5 * time.Second
