@@ -2,6 +2,7 @@ package packaging
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -11,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/edgeagent/agent/agent/config"
 )
@@ -338,4 +340,77 @@ func TestDebPackage(t *testing.T) {
 	if !bytes.Equal(first, again) {
 		t.Error("two builds of the amd64 package differ (SOURCE_DATE_EPOCH not honoured?)")
 	}
+}
+
+// TestDebInstall installs the amd64 package for real with dpkg -i, into a
+// copy-on-write view of this machine (an overlay of / in a private mount
+// namespace, entered with chroot), so nothing changes on the machine
+// itself: the agent user is created, the files land with their modes,
+// /etc/hosts becomes group agent and group-writable for the broker pin,
+// the config is a conffile, and the service is neither enabled nor started.
+func TestDebInstall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and installs a package")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: dpkg -i in a private mount namespace")
+	}
+	for _, tool := range []string{"unshare", "dpkg", "chroot"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("no %s here", tool)
+		}
+	}
+	deb := buildDeb(t, buildAgent(t, t.TempDir(), "linux", "amd64"))
+	ovl := t.TempDir()
+	for _, d := range []string{"upper", "work", "merged"} {
+		if err := os.Mkdir(filepath.Join(ovl, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data, err := os.ReadFile(deb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(ovl, "upper", "agent.deb"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	script := `set -e
+mount -t overlay overlay -o lowerdir=/,upperdir="$1/upper",workdir="$1/work" "$1/merged"
+mount --bind /proc "$1/merged/proc"
+mount --bind /dev "$1/merged/dev"
+exec chroot "$1/merged" sh -c '
+dpkg -i /agent.deb >/dev/null
+echo "user: $(id -un agent) $(id -gn agent)"
+stat -c "%n %U:%G %a" /usr/bin/agent /etc/agent/agent.toml /lib/systemd/system/agent.service /etc/hosts /etc/agent/tls
+dpkg-query -W -f="conffiles:\${Conffiles}\n" agent
+ls /etc/systemd/system/multi-user.target.wants/agent.service 2>/dev/null || echo "not enabled"
+'`
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", ovl).CombinedOutput()
+	if err != nil {
+		if strings.Contains(string(out), "overlay") || strings.Contains(string(out), "mount") {
+			t.Skipf("an overlay of / cannot be mounted here: %v: %s", err, out)
+		}
+		t.Fatalf("dpkg -i in the overlay: %v\n%s", err, out)
+	}
+	got := string(out)
+	for _, w := range []string{
+		"user: agent agent",
+		"/usr/bin/agent root:root 755",
+		"/etc/agent/agent.toml root:root 644",
+		"/lib/systemd/system/agent.service root:root 644",
+		"/etc/hosts root:agent",
+		"/etc/agent/tls agent:agent 750",
+		"/etc/agent/agent.toml",
+		"not enabled",
+	} {
+		if !strings.Contains(got, w) {
+			t.Errorf("installed package lacks %q:\n%s", w, got)
+		}
+	}
+	if _, err := exec.Command("id", "agent").Output(); err == nil {
+		t.Log("note: this machine has an agent user of its own")
+	}
+	t.Logf("installed in the overlay:\n%s", got)
 }
