@@ -147,12 +147,16 @@ func TestWriteBindMount(t *testing.T) {
 	const (
 		mountFile = `mount --bind "$SRC" "$DIR/hosts" && exec "$@"`
 		mountRO   = `mount --bind "$DIR" "$DIR" && mount -o remount,bind,ro "$DIR" && mount --bind "$SRC" "$DIR/hosts" && exec "$@"`
+		// The packaged unit: a non-root service (here nobody) whose group
+		// may write the file, under a read-only /etc.
+		mountROAsGroup = `mount --bind "$DIR" "$DIR" && mount -o remount,bind,ro "$DIR" && mount --bind "$SRC" "$DIR/hosts" && exec setpriv --reuid=65534 --regid="$GID" --clear-groups "$@"`
 	)
 	for _, tc := range []struct{ name, script, mode string }{
 		{"rename EBUSY/Write", mountFile, "write"},
 		{"rename EBUSY/Update", mountFile, "update"},
 		{"read-only dir EROFS/Write", mountRO, "write"},
 		{"read-only dir EROFS/Update", mountRO, "update"},
+		{"read-only dir, group-writable file, non-root/Update", mountROAsGroup, "update"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tmp := t.TempDir()
@@ -169,9 +173,27 @@ func TestWriteBindMount(t *testing.T) {
 			if err := os.WriteFile(src, []byte(old), 0o644); err != nil {
 				t.Fatal(err)
 			}
+			gid := 0
+			if tc.script == mountROAsGroup {
+				if _, err := exec.LookPath("setpriv"); err != nil || os.Geteuid() != 0 {
+					t.Skip("needs root and setpriv(1) to run the writer as another user")
+				}
+				// The writer (nobody) must reach the file and, through
+				// its group only, write it.
+				gid = 65534
+				for d := tmp; d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
+					_ = os.Chmod(d, 0o755)
+				}
+				if err := os.Chown(src, 0, gid); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Chmod(src, 0o664); err != nil {
+					t.Fatal(err)
+				}
+			}
 			ctx := boundedContext(t, time.Minute)
 			cmd := helperCommand(t, ctx, tc.mode, filepath.Join(dir, "hosts"), "unshare", "-m", "sh", "-c", tc.script, "sh")
-			cmd.Env = append(cmd.Env, "SRC="+src, "DIR="+dir)
+			cmd.Env = append(cmd.Env, "SRC="+src, "DIR="+dir, fmt.Sprintf("GID=%d", gid))
 			out, err := cmd.CombinedOutput()
 			if err != nil {
 				t.Fatalf("child: %v\n%s", err, out)
