@@ -109,6 +109,7 @@ type Daemon struct {
 	buf        *buffer.Log // store and forward: every reading goes through it
 	lastErr    atomic.Pointer[string]
 	trim       sync.Once
+	handover   atomic.Bool // stopping for a reload: no offline status
 	backlog    backlogTracker
 	gcPercent  int
 	window     *sendWindow
@@ -281,7 +282,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.Background(), d.stopTO)
 	defer cancel()
 	pctx, pcancel := context.WithTimeout(sctx, d.stopTO*2/3)
-	if err := d.publishJSON(pctx, d.topics.status, d.statusPayload("offline"), true, nil); err != nil {
+	if d.handover.Load() {
+		d.log.Info("stopping for a reload: the new config takes over")
+	} else if err := d.publishJSON(pctx, d.topics.status, d.statusPayload("offline"), true, nil); err != nil {
 		// DISCONNECT 0x04 asks the broker to publish the will (offline)
 		// instead of discarding it, so online is not left retained.
 		d.goodbye.Store(true)

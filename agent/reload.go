@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
 
@@ -15,9 +16,9 @@ import (
 // handshake presents them with no reconnect. On any failure the old
 // credentials stay and the error names the file to fix.
 //
-// Only the credentials are applied live: the rest of the file, the CA
-// trusted for the broker and tls.legacy_cn are fixed for the process, and a
-// change to them is logged as needing a restart.
+// The credentials are applied live. A change to anything else (the rest of
+// the file, the CA trusted for the broker, tls.legacy_cn) returns
+// ErrRestartNeeded once the new file has been read and checked.
 func (d *Daemon) Reload(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -44,17 +45,20 @@ func (d *Daemon) Reload(ctx context.Context) error {
 	d.log.Info("credentials reloaded", "cert", files.Cert, "serial", creds.Cert.Leaf.SerialNumber.String(),
 		"expires", creds.Cert.Leaf.NotAfter.UTC().Format("2006-01-02T15:04:05Z"))
 
-	// The broker's roots were fixed in tls.Config at start (tlsclient.Config).
-	if old != nil && !creds.Roots.Equal(old.Roots) {
-		d.log.Warn("tls.ca changed: the new client certificate is in use, but the broker is still verified against the CA loaded at start; restart the agent to trust the new CA", "ca", files.CA)
-	}
-	if cfg.TLS.LegacyCN != d.cfg.TLS.LegacyCN {
-		d.log.Warn("tls.legacy_cn changed: restart the agent to apply it", "config", cfg.Path)
-	}
 	rest, cur := *cfg, *d.cfg
 	rest.TLS, cur.TLS = config.TLS{}, config.TLS{}
-	if !reflect.DeepEqual(rest, cur) {
-		d.log.Warn("config changed outside [tls]: only the credentials are applied live; restart the agent to apply the rest", "config", cfg.Path)
+	if !reflect.DeepEqual(rest, cur) || (old != nil && !creds.Roots.Equal(old.Roots)) || cfg.TLS.LegacyCN != d.cfg.TLS.LegacyCN {
+		return fmt.Errorf("config %s changed beyond the credentials: %w", cfg.Path, ErrRestartNeeded)
 	}
 	return nil
 }
+
+// ErrRestartNeeded is returned by Reload when the new config has been
+// checked and changes more than the credentials: the caller builds a new
+// Daemon from it after stopping this one with StopForRestart.
+var ErrRestartNeeded = errors.New("the rest of the config needs a new daemon")
+
+// StopForRestart makes the coming stop (cancel Run's context) a handover:
+// no offline status and a normal DISCONNECT, so the fleet never sees this
+// device go offline for a reload.
+func (d *Daemon) StopForRestart() { d.handover.Store(true) }

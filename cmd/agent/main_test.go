@@ -537,3 +537,78 @@ func TestSensorsCommand(t *testing.T) {
 		t.Errorf("agent sensors exit %d:\n%s", code, s)
 	}
 }
+
+// TestReloadConfig: SIGHUP with a config that changes more than the
+// credentials builds the agent again from it (a new sensor reports) without
+// the fleet ever seeing this device offline; a config the new agent refuses
+// leaves it running on the previous one; a file that does not parse is
+// refused and changes nothing.
+func TestReloadConfig(t *testing.T) {
+	fx := newFixture(t, true)
+	dev, err := fx.fleet.Device("dev1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(fx.dir, "reload.toml")
+	write := func(more string) {
+		t.Helper()
+		if err := os.WriteFile(conf, []byte(fx.fleet.AgentConfig("dev1", dev, fx.broker.Port, "", "[[sensor]]\nname = \"sim1\"\ntype = \"sim\"\ninterval = \"100ms\"\n"+more)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("")
+	sub, err := fx.fleet.Client(fx.broker, fx.fleet.Monitor).Subscribe(fx.ctx, "edge/dev1/#")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Stop()
+	p := startAgent(t, "run", "--config", conf)
+	p.logged(t, 10*time.Second, "msg=online")
+	hup := func() {
+		t.Helper()
+		if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// A second sensor: the agent is built again and sim2 reports.
+	write("[[sensor]]\nname = \"sim2\"\ntype = \"sim\"\ninterval = \"100ms\"\n")
+	hup()
+	deadline := time.Now().Add(15 * time.Second)
+	for sim2 := false; !sim2; {
+		m, err := sub.NextMsg("", time.Until(deadline))
+		if err != nil {
+			t.Fatalf("no telemetry from sim2 after the reload: %v\n%s", err, p.stderr())
+		}
+		if m.Topic == "edge/dev1/status" && strings.Contains(m.Payload, `"offline"`) {
+			t.Fatalf("the reload showed the device offline: %s", m.Payload)
+		}
+		sim2 = m.Topic == "edge/dev1/telemetry/sim2"
+	}
+	p.logged(t, 5*time.Second, "SIGHUP: the new config is in use")
+
+	// A config the new agent refuses (an unknown sensor type): back to the
+	// previous one.
+	write("[[sensor]]\nname = \"t1\"\ntype = \"thermo\"\n")
+	hup()
+	p.logged(t, 10*time.Second, "the new config is refused; running on with the previous one")
+	if _, err := sub.Next("edge/dev1/telemetry/sim2", 10*time.Second); err != nil {
+		t.Fatalf("the previous config is not running again: %v\n%s", err, p.stderr())
+	}
+
+	// A file that does not parse (an unknown top-level key): refused,
+	// nothing restarts.
+	write("")
+	data, err := os.ReadFile(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(conf, append([]byte("bogus = 1\n"), data...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	hup()
+	p.logged(t, 5*time.Second, "SIGHUP: reload refused")
+	if _, err := sub.Next("edge/dev1/telemetry/sim2", 5*time.Second); err != nil {
+		t.Fatalf("the agent stopped after a refused reload: %v", err)
+	}
+}

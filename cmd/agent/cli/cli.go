@@ -129,26 +129,64 @@ func run(ctx context.Context, args []string, stderr io.Writer, version string) i
 	if err != nil {
 		return refuse(stderr, err)
 	}
-	d, err := agent.New(agent.Options{Config: cfg, Version: version, Logger: log, GCPercent: gc})
+	opts := agent.Options{Config: cfg, Version: version, Logger: log, GCPercent: gc}
+	d, err := agent.New(opts)
 	if err != nil {
 		return refuse(stderr, err)
 	}
-	stopReload := reloadOnHangup(ctx, d, log)
-	defer stopReload()
-	if err := d.Run(ctx); err != nil {
-		log.Error("agent failed", "err", err)
-		return ExitFailure
-	}
-	return ExitOK
-}
-
-// reloadOnHangup reloads the credentials at each SIGHUP (systemctl reload)
-// while the daemon runs; a failed reload is logged and the daemon keeps
-// its current credentials. It is here, not in main's signal context,
-// because a hangup is not a reason to stop.
-func reloadOnHangup(ctx context.Context, d *agent.Daemon, log *slog.Logger) (stop func()) {
+	// One SIGHUP registration for the process: a hangup between two daemons
+	// (a reload in progress) waits for the next one instead of killing us.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		runCtx, stopRun := context.WithCancel(ctx)
+		restart := make(chan struct{}, 1)
+		stopReload := reloadOnHangup(runCtx, hup, d, log, func() {
+			d.StopForRestart()
+			restart <- struct{}{}
+			stopRun()
+		})
+		err := d.Run(runCtx)
+		stopReload()
+		stopRun()
+		if err != nil {
+			log.Error("agent failed", "err", err)
+			return ExitFailure
+		}
+		select {
+		case <-restart:
+		default:
+			return ExitOK // a stop, not a reload
+		}
+		// A reload whose config changes more than the credentials: a new
+		// daemon from the new file, or, if it is refused now (a port taken,
+		// hardware gone), from the previous config again.
+		next, err := config.LoadRole(*path, *role)
+		if err == nil {
+			opts.Config = next
+			d, err = agent.New(opts)
+		}
+		if err != nil {
+			log.Error("SIGHUP: the new config is refused; running on with the previous one", "err", err)
+			opts.Config = cfg
+			if d, err = agent.New(opts); err != nil {
+				return refuse(stderr, err)
+			}
+			continue
+		}
+		cfg = next
+		log.Info("SIGHUP: the new config is in use", "config", cfg.Path)
+	}
+}
+
+// reloadOnHangup reloads at each SIGHUP (systemctl reload) while the daemon
+// runs: the credentials live, and for a config that changes more, restart
+// is called (the daemon is stopped and built again from the new file). A
+// config that is refused is logged and the daemon keeps running as it is.
+// It is here, not in main's signal context, because a hangup is not a
+// reason to stop.
+func reloadOnHangup(ctx context.Context, hup <-chan os.Signal, d *agent.Daemon, log *slog.Logger, restart func()) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
@@ -159,15 +197,20 @@ func reloadOnHangup(ctx context.Context, d *agent.Daemon, log *slog.Logger) (sto
 				return
 			case <-hup:
 			}
-			if err := d.Reload(ctx); err != nil {
-				log.Error("SIGHUP: reload failed; the current credentials stay in use", "err", err)
-				continue
+			err := d.Reload(ctx)
+			switch {
+			case errors.Is(err, agent.ErrRestartNeeded):
+				log.Info("SIGHUP: the config changed beyond the credentials: building the agent again from it", "why", err)
+				restart()
+				return
+			case err != nil:
+				log.Error("SIGHUP: reload refused; the agent runs on as it is", "err", err)
+			default:
+				log.Info("SIGHUP: credentials reloaded")
 			}
-			log.Info("SIGHUP: credentials reloaded")
 		}
 	}()
 	return func() {
-		signal.Stop(hup)
 		cancel()
 		<-done
 	}
