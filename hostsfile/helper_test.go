@@ -1,7 +1,6 @@
 package hostsfile
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -61,14 +60,10 @@ func TestHelperProcess(t *testing.T) {
 // arguments are followed by the test binary and its arguments.
 func helperCommand(t *testing.T, ctx context.Context, mode, path string, wrap ...string) *exec.Cmd {
 	t.Helper()
-	self, err := testexec.Self()
+	cmd, err := testexec.Helper(ctx, "TestHelperProcess", []string{helperEnv + "=" + mode, helperPathEnv + "=" + path}, wrap...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	args := append(append(wrap, self...), "-test.run=^TestHelperProcess$", "-test.v")
-	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
-	cmd.Env = append(os.Environ(), helperEnv+"="+mode, helperPathEnv+"="+path)
-	cmd.WaitDelay = 5 * time.Second
 	return cmd
 }
 
@@ -83,17 +78,8 @@ func boundedContext(t *testing.T, d time.Duration) context.Context {
 // namespace and bind-mount in it.
 func requireMountNamespace(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("skipped: bind mounts need root (run the tests as root to cover the in-place fallback)")
-	}
-	if _, err := exec.LookPath("unshare"); err != nil {
-		t.Skip("skipped: no unshare(1) to create a mount namespace")
-	}
-	dir := t.TempDir()
-	ctx := boundedContext(t, 10*time.Second)
-	out, err := exec.CommandContext(ctx, "unshare", "-m", "sh", "-c", `mount --bind "$0" "$0"`, dir).CombinedOutput()
-	if err != nil {
-		t.Skipf("skipped: unshare -m with a bind mount is not permitted here: %v: %s", err, bytes.TrimSpace(out))
+	if why := testexec.MountNamespace(`mount --bind "$0" "$0"`); why != "" {
+		t.Skip("skipped: " + why)
 	}
 }
 

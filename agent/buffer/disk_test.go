@@ -5,28 +5,19 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edgeagent/agent/internal/testexec"
 )
 
 // requireMountNamespace skips unless this process may create a mount
 // namespace and mount in it.
 func requireMountNamespace(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("skipped: needs root to mount in a private mount namespace (run the tests as root to cover it)")
-	}
-	if _, err := exec.LookPath("unshare"); err != nil {
-		t.Skip("skipped: no unshare(1) to create a mount namespace")
-	}
-	dir := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "unshare", "-m", "sh", "-c", `mount -t tmpfs -o size=64k tmpfs "$0"`, dir).CombinedOutput()
-	if err != nil {
-		t.Skipf("skipped: unshare -m with a tmpfs mount is not permitted here: %v: %s", err, bytes.TrimSpace(out))
+	if why := testexec.MountNamespace(`mount -t tmpfs -o size=64k tmpfs "$0"`); why != "" {
+		t.Skip("skipped: " + why)
 	}
 }
 

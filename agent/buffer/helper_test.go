@@ -116,14 +116,10 @@ func appendLoop(t *testing.T, dir string) {
 // doing mode on dir, through wrap (e.g. unshare) when given.
 func helperCommand(t *testing.T, ctx context.Context, mode, dir string, wrap ...string) *exec.Cmd {
 	t.Helper()
-	self, err := testexec.Self()
+	cmd, err := testexec.Helper(ctx, "TestHelperProcess", []string{helperEnv + "=" + mode, helperDirEnv + "=" + dir}, wrap...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	args := append(append(wrap, self...), "-test.run=^TestHelperProcess$", "-test.v")
-	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
-	cmd.Env = append(os.Environ(), helperEnv+"="+mode, helperDirEnv+"="+dir)
-	cmd.WaitDelay = 5 * time.Second
 	return cmd
 }
 
