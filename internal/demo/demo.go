@@ -73,7 +73,7 @@ func Run(ctx context.Context, o Options) error {
 	say("== Mosquitto with mutual TLS on %s (require_certificate, ACL: pattern write edge/%%u/#, pattern read edge/%%u/cmd)", broker.Addr)
 
 	cfgPath := filepath.Join(dir, "agent.toml")
-	cfg := fleet.AgentConfig("", dev, broker.Port, "", `[[sensor]]
+	cfg := fleet.AgentConfig("", dev, broker.Port, "", fmt.Sprintf("[buffer]\ndir = %q\n", filepath.Join(dir, "buffer"))+`[[sensor]]
 name = "sim1"
 type = "sim"
 interval = "1s"
