@@ -224,23 +224,11 @@ func TestFaults(t *testing.T) {
 
 	// Our certificate from a CA the broker does not trust: we trust a bundle
 	// of both CAs, so our own checks pass and the broker answers alert 48.
-	foreign, err := otherCA.Issue(pki.Template{CN: "dev1", Client: true})
+	foreign, bundle, err := fx.fleet.Foreign("dev1", otherCA)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fCert, fKey, err := foreign.WriteFiles(fx.dir, "foreign-dev1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	fleetCA, err := os.ReadFile(fx.fleet.CAFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bundle := filepath.Join(fx.dir, "bundle.crt")
-	if err := os.WriteFile(bundle, append(fleetCA, otherCA.CertPEM...), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	untrusted := fx.config("dev1", brokertest.Creds{Cert: fCert, Key: fKey}, 0, "")
+	untrusted := fx.config("dev1", foreign, 0, "")
 	untrusted.TLS.CA = bundle
 
 	aclB := fx.start(brokertest.Options{ACL: "pattern write other/%u/#\npattern read edge/%u/cmd\n"})

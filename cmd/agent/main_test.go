@@ -455,23 +455,11 @@ func TestConnectErrors(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		dev, err := other.Issue(pki.Template{CN: "dev1", Client: true})
+		foreign, bundle, err := fx.fleet.Foreign("dev1", other)
 		if err != nil {
 			t.Fatal(err)
 		}
-		cert, key, err := dev.WriteFiles(fx.dir, "foreign-dev1")
-		if err != nil {
-			t.Fatal(err)
-		}
-		fleetCA, err := os.ReadFile(fx.fleet.CAFile)
-		if err != nil {
-			t.Fatal(err)
-		}
-		bundle := filepath.Join(fx.dir, "bundle.crt")
-		if err := os.WriteFile(bundle, append(fleetCA, other.CertPEM...), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		cfg := fx.writeConfig("dev1", brokertest.Creds{Cert: cert, Key: key}, 0, "", "")
+		cfg := fx.writeConfig("dev1", foreign, 0, "", "")
 		data, err := os.ReadFile(cfg)
 		if err != nil {
 			t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 
 	"github.com/edgeagent/agent/pki"
 )
@@ -121,4 +122,27 @@ cert = %q
 key = %q
 %s
 %s`, idLine, BrokerHost, port, f.CAFile, c.Cert, c.Key, tlsMore, more)
+}
+
+// Foreign issues a client certificate with CN id from another CA (one the
+// broker does not know) and writes a CA bundle of the fleet CA and that
+// CA: a device trusting the bundle passes its own checks, and the broker
+// refuses it with "unknown CA" (alert 48).
+func (f *Fleet) Foreign(id string, other *pki.CA) (c Creds, bundle string, err error) {
+	p, err := other.Issue(pki.Template{CN: id, Client: true})
+	if err != nil {
+		return Creds{}, "", err
+	}
+	if c.Cert, c.Key, err = p.WriteFiles(f.Dir, "foreign-"+id); err != nil {
+		return Creds{}, "", err
+	}
+	fleetCA, err := os.ReadFile(f.CAFile)
+	if err != nil {
+		return Creds{}, "", err
+	}
+	bundle = filepath.Join(f.Dir, "bundle-"+id+".crt")
+	if err := os.WriteFile(bundle, append(fleetCA, other.CertPEM...), 0o644); err != nil {
+		return Creds{}, "", err
+	}
+	return c, bundle, nil
 }
