@@ -32,6 +32,20 @@ import (
 // judge.
 const slowConsumerOK = "max_queued_messages 0\n"
 
+// judgedBroker is the broker options of these tests: persistence in the
+// fixture's directory, and no per-subscriber queue limit.
+func judgedBroker(t *testing.T, fx *fixture) brokertest.Options {
+	t.Helper()
+	persist := filepath.Join(fx.dir, "mosquitto-db")
+	if err := os.Mkdir(persist, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return brokertest.Options{PersistDir: persist, Extra: slowConsumerOK}
+}
+
+// withPort is o restarting the broker on port.
+func withPort(o brokertest.Options, port int) brokertest.Options { o.Port = port; return o }
+
 // seqWatcher is a persistent-session QoS 1 subscriber that reconnects by
 // itself and records every seq it receives.
 type seqWatcher struct {
@@ -241,11 +255,8 @@ func lastSeq(t testing.TB, dir, sensor string) uint64 {
 
 func TestStoreAndForwardOutage(t *testing.T) {
 	fx := newFixture(t, false)
-	persist := filepath.Join(fx.dir, "mosquitto-db")
-	if err := os.Mkdir(persist, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	broker := fx.start(brokertest.Options{PersistDir: persist, Extra: slowConsumerOK})
+	opts := judgedBroker(t, fx)
+	broker := fx.start(opts)
 	port := broker.Port
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -286,7 +297,7 @@ func TestStoreAndForwardOutage(t *testing.T) {
 	<-agent.done
 	last := lastSeq(t, bufDir, "fast")
 	subs := w.subscriptions()
-	broker = fx.start(brokertest.Options{PersistDir: persist, Port: port, Extra: slowConsumerOK})
+	broker = fx.start(withPort(opts, port))
 	w.waitSubscribed(t, subs+1, 10*time.Second)
 	agent = startAgent(t, "run", "--config", conf)
 	dups := w.waitAll(t, last, 30*time.Second)
@@ -304,11 +315,8 @@ func TestStoreAndForwardOutage(t *testing.T) {
 func TestBrokerKilledMidDrain(t *testing.T) {
 	const backlog = 10000
 	fx := newFixture(t, false)
-	persist := filepath.Join(fx.dir, "mosquitto-db")
-	if err := os.Mkdir(persist, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	broker := fx.start(brokertest.Options{PersistDir: persist, Extra: slowConsumerOK})
+	opts := judgedBroker(t, fx)
+	broker := fx.start(opts)
 	port := broker.Port
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -354,7 +362,7 @@ func TestBrokerKilledMidDrain(t *testing.T) {
 	w.waitQuiet(t, 300*time.Millisecond, 10*time.Second)
 	subs := w.subscriptions()
 	broker.Kill()
-	broker = fx.start(brokertest.Options{PersistDir: persist, Port: port, Extra: slowConsumerOK})
+	broker = fx.start(withPort(opts, port))
 	w.waitSubscribed(t, subs+1, 10*time.Second)
 	if err := agent.cmd.Process.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
