@@ -1,18 +1,17 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/edgeagent/agent/agent/config"
 	"github.com/edgeagent/agent/internal/brokertest"
+	"github.com/edgeagent/agent/internal/testlog"
 )
 
 // env is one real Mosquitto with mutual TLS and the fleet ACL, a throwaway
@@ -72,13 +71,7 @@ type = "sim"
 `
 
 // syncBuf is a log sink tests can read while the agent writes.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+type syncBuf = testlog.Buffer
 
 type running struct {
 	d      *Daemon

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeagent/agent/internal/testlog"
 	"github.com/edgeagent/agent/pki"
 	"github.com/edgeagent/agent/sensors/clocktest"
 	"github.com/edgeagent/agent/tlsclient"
@@ -189,13 +190,7 @@ func TestDue(t *testing.T) {
 }
 
 // syncBuf is a log sink read while the renewer writes.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+type syncBuf = testlog.Buffer
 
 // enrolled makes a device credentials directory with a 90-day certificate.
 func enrolled(t *testing.T, ca *pki.Dir, caPEM []byte) *tlsclient.Credentials {

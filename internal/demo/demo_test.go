@@ -1,26 +1,19 @@
 package demo
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/edgeagent/agent/internal/brokertest"
+	"github.com/edgeagent/agent/internal/testlog"
 )
 
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+type syncBuf = testlog.Buffer
 
 // TestDemo runs what `make demo` runs, for a few seconds, and checks that a
 // newcomer sees telemetry, a command round trip and the offline status.

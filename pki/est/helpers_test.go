@@ -1,7 +1,6 @@
 package est
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -22,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeagent/agent/internal/testlog"
 	"github.com/edgeagent/agent/pki"
 )
 
@@ -195,22 +195,7 @@ func (c *fakeClock) Advance(d time.Duration) {
 }
 
 // syncBuffer is a log sink written by server goroutines and read by tests.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = testlog.Buffer
 
 // newJSONLogger logs everything, debug included, as JSON to w.
 func newJSONLogger(w *syncBuffer) *slog.Logger {
